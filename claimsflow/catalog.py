@@ -1,0 +1,145 @@
+"""The analyst catalog (spec §7): `catalog.duckdb` in the lake, views over the Parquet.
+
+The views read the event log's files through globs with stock DuckDB (no
+extension, no network), so a batch recorded after the catalog was built is
+visible at once. The catalog file is rebuilt aside and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from claimsflow import eventlog
+
+CATALOG_FILE = "catalog.duckdb"
+
+
+def catalog_path(lake: Path) -> Path:
+    return lake / CATALOG_FILE
+
+
+def _files(lake: Path, table: str) -> str:
+    pattern = eventlog.batches_dir(lake.resolve()) / "*" / f"{table}.parquet"
+    return f"read_parquet('{_quote(str(pattern))}', union_by_name = true)"
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def view_definitions(lake: Path) -> dict[str, str]:
+    """View name -> SELECT, in creation order."""
+    skips = eventlog.skips_dir(lake.resolve()) / "*.parquet"
+    batch_columns = (
+        "batch_id, source, status, rows_in, rows_decided, rows_rejected, reason, processed_at"
+    )
+    views = {
+        "decision_events": f"SELECT * FROM {_files(lake, 'decisions')}",
+        "case_payloads": f"SELECT * FROM {_files(lake, 'cases')}",
+        "rule_hit_events": f"SELECT * FROM {_files(lake, 'rule_hits')}",
+        "rejection_events": f"SELECT * FROM {_files(lake, 'rejections')}",
+        "batch_events": (
+            f"SELECT * FROM {_files(lake, 'batch')} UNION ALL BY NAME "
+            f"SELECT * FROM read_parquet(['{_quote(str(eventlog.batches_dir(lake.resolve()) / eventlog.EMPTY_BATCH / 'batch.parquet'))}', "
+            f"'{_quote(str(skips))}'], union_by_name = true)"
+        ),
+        "case_decisions": """
+            SELECT case_id, batch_id, status, reason_codes,
+                   allowed_cents, deductible_cents, coinsurance_cents, paid_cents,
+                   ruleset_version, decided_at, ruleset_name, ruleset_parameters_hash,
+                   deductible_used_before_cents, run_id
+            FROM decision_events
+            QUALIFY row_number() OVER (
+                PARTITION BY case_id ORDER BY decided_at DESC, batch_id DESC) = 1""",
+        "rejections": """
+            SELECT batch_id, row_number, case_id, errors, raw, rejected_at
+            FROM rejection_events""",
+        "batches": f"""
+            SELECT {batch_columns}, source_kind, run_id, ruleset_name, ruleset_version,
+                   seq_from, seq_to
+            FROM batch_events""",
+        "rule_hits": """
+            SELECT case_id, rule_id, outcome, reason_code, ruleset_version,
+                   rule_order, ruleset_name, batch_id, decided_at
+            FROM rule_hit_events""",
+        "cases": "SELECT * EXCLUDE (received_at), received_at FROM case_payloads",
+        "events": """
+            SELECT 'batch_' || lower(status) AS event_type, batch_id, NULL::VARCHAR AS case_id,
+                   processed_at AS recorded_at, to_json(b)::VARCHAR AS payload
+            FROM batch_events b
+            UNION ALL
+            SELECT 'case_received', batch_id, case_id, received_at, to_json(c)::VARCHAR
+            FROM case_payloads c
+            UNION ALL
+            SELECT 'case_decided', batch_id, case_id, decided_at, to_json(d)::VARCHAR
+            FROM decision_events d
+            UNION ALL
+            SELECT 'rule_hit', batch_id, case_id, decided_at, to_json(h)::VARCHAR
+            FROM rule_hit_events h
+            UNION ALL
+            SELECT 'row_rejected', batch_id, case_id, rejected_at, to_json(r)::VARCHAR
+            FROM rejection_events r""",
+    }
+    return views
+
+
+def refresh_catalog(lake: Path) -> Path:
+    """(Re)build catalog.duckdb with the spec's views; atomic for readers."""
+    eventlog.ensure_lake(lake)
+    target = catalog_path(lake)
+    aside = eventlog.staging_dir(lake) / f"catalog.{uuid.uuid4().hex}.duckdb"
+    con = duckdb.connect(str(aside), config=_offline_config())
+    try:
+        for name, select in view_definitions(lake).items():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(aside, target)
+    return target
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[object, ...]]
+
+
+class CatalogError(Exception):
+    """The catalog is missing or a query failed; the message is for the user."""
+
+
+def connect_read_only(lake: Path) -> duckdb.DuckDBPyConnection:
+    path = catalog_path(lake)
+    if not path.is_file():
+        raise CatalogError(f"{path}: no catalog here (run `adjudicate run` first)")
+    return duckdb.connect(str(path), read_only=True, config=_offline_config())
+
+
+def run_query(lake: Path, sql: str) -> QueryResult:
+    """Run read-only SQL on the catalog."""
+    con = connect_read_only(lake)
+    try:
+        try:
+            relation = con.execute(sql)
+            columns = [d[0] for d in relation.description or []]
+            rows = relation.fetchall()
+        except duckdb.Error as exc:
+            message = str(exc).strip().splitlines()[0]
+            raise CatalogError(message) from exc
+    finally:
+        con.close()
+    return QueryResult(columns, rows)
+
+
+def _offline_config() -> dict[str, str | bool | int | float | list[str]]:
+    # Stock DuckDB only: never fetch or load an extension at run time.
+    return {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }

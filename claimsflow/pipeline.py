@@ -1,0 +1,287 @@
+"""One batch from bytes to recorded events: the stages the flows wire together.
+
+`decide_batch` is pure (frames in, frames out). `process_batch_file` and
+`process_sql_batch` add identity, quarantine and the event-log write around it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from claimsflow import eventlog
+from claimsflow.history import History
+from claimsflow.pricing import price
+from claimsflow.reading import UnreadableBatch, batch_format, read_batch_bytes
+from claimsflow.reference import Reference
+from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS, adjudication_context
+from claimsflow.rules.engine import adjudicate
+from claimsflow.rules.ruleset import RuleSet
+from claimsflow.validation import validate_batch
+
+PROCESSED, SKIPPED, REJECTED = "PROCESSED", "SKIPPED", "REJECTED"
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """Everything one batch decided: typed cases, priced decisions, hits, rejections."""
+
+    rows_in: int
+    cases: pl.DataFrame
+    decisions: pl.DataFrame
+    rule_hits: pl.DataFrame
+    rejections: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to one batch, for the run summary and the Prefect artifacts."""
+
+    batch_id: str
+    source: str
+    status: str
+    rows_in: int = 0
+    rows_decided: int = 0
+    rows_rejected: int = 0
+    reason: str | None = None
+    seconds: float = 0.0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    lake: Path
+    reference: Reference
+    ruleset: RuleSet
+    run_id: str
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+
+def decide_batch(
+    raw: pl.DataFrame, reference: Reference, ruleset: RuleSet, history: History
+) -> BatchDecision:
+    """Validate, adjudicate and price one text batch against what came before."""
+    validated = validate_batch(raw, history.decided_case_ids)
+    context = adjudication_context(validated.cases, reference)
+    adjudication = adjudicate(context, ruleset, history.prior_claims)
+    priced = price(adjudication.decisions, history.deductible_used)
+    return BatchDecision(
+        rows_in=raw.height,
+        cases=validated.cases,
+        decisions=priced,
+        rule_hits=adjudication.rule_hits,
+        rejections=validated.rejections,
+    )
+
+
+def batch_id_of_bytes(data: bytes) -> str:
+    """Spec §6: a batch is identified by the SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def batch_events(
+    decision: BatchDecision,
+    *,
+    batch_id: str,
+    source: str,
+    source_kind: str,
+    ruleset: RuleSet,
+    run_id: str,
+    now: dt.datetime,
+    seq_range: tuple[int, int] | None = None,
+) -> dict[str, pl.DataFrame]:
+    """The event-log rows one decided batch appends."""
+    stamp = pl.lit(now, dtype=eventlog.UTC_TS)
+    ident = [pl.lit(batch_id).alias("batch_id")]
+    tag = [pl.lit(ruleset.name).alias("ruleset_name"), pl.lit(ruleset.version).alias("ruleset_version")]
+    record = pl.DataFrame(
+        {
+            "batch_id": [batch_id],
+            "source": [source],
+            "source_kind": [source_kind],
+            "status": [PROCESSED],
+            "rows_in": [decision.rows_in],
+            "rows_decided": [decision.decisions.height],
+            "rows_rejected": [decision.rejections.height],
+            "reason": [None],
+            "processed_at": [now],
+            "run_id": [run_id],
+            "ruleset_name": [ruleset.name],
+            "ruleset_version": [ruleset.version],
+            "seq_from": [seq_range[0] if seq_range else None],
+            "seq_to": [seq_range[1] if seq_range else None],
+        }
+    )
+    return {
+        "batch": record,
+        "cases": decision.cases.select(
+            *ident, "row_number", *CASE_PAYLOAD_COLUMNS, stamp.alias("received_at")
+        ),
+        "decisions": decision.decisions.with_columns(
+            *ident,
+            *tag,
+            pl.lit(ruleset.parameters_hash).alias("ruleset_parameters_hash"),
+            stamp.alias("decided_at"),
+            pl.lit(run_id).alias("run_id"),
+        ),
+        "rule_hits": decision.rule_hits.with_columns(*ident, *tag, stamp.alias("decided_at")),
+        "rejections": decision.rejections.with_columns(*ident, stamp.alias("rejected_at")),
+    }
+
+
+def rejected_batch_record(
+    batch_id: str, source: str, reason: str, run_id: str, now: dt.datetime
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "batch_id": [batch_id],
+            "source": [source],
+            "source_kind": ["file"],
+            "status": [REJECTED],
+            "rows_in": [0],
+            "rows_decided": [0],
+            "rows_rejected": [0],
+            "reason": [reason],
+            "processed_at": [now],
+            "run_id": [run_id],
+        }
+    )
+
+
+def skipped_batch_record(
+    batch_id: str, source: str, source_kind: str, run_id: str, now: dt.datetime
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "batch_id": [batch_id],
+            "source": [source],
+            "source_kind": [source_kind],
+            "status": [SKIPPED],
+            "rows_in": [0],
+            "rows_decided": [0],
+            "rows_rejected": [0],
+            "reason": [None],
+            "processed_at": [now],
+            "run_id": [run_id],
+        },
+        schema_overrides={"reason": pl.String},
+    )
+
+
+def process_batch_file(path: Path, run: RunContext, history: History) -> tuple[BatchOutcome, History]:
+    """Read, decide and record one inbox file; returns its outcome and the new history."""
+    started = time.perf_counter()
+    data = path.read_bytes()
+    batch_id = batch_id_of_bytes(data)
+    source = path.name
+    if eventlog.batch_recorded(run.lake, batch_id):
+        return _skip(run, batch_id, source, "file", started), history
+    fmt = batch_format(path)
+    if fmt is None:  # pragma: no cover - discovery only hands over batch files
+        raise ValueError(f"{path} is not a batch file")
+    try:
+        raw = read_batch_bytes(data, fmt)
+    except UnreadableBatch as exc:
+        reason = str(exc)
+        eventlog.quarantine(run.lake, batch_id, path.name, data, reason)
+        record = rejected_batch_record(batch_id, source, reason, run.run_id, run.clock())
+        try:
+            eventlog.record_batch(run.lake, batch_id, {"batch": record})
+        except eventlog.BatchAlreadyRecorded:
+            return _skip(run, batch_id, source, "file", started), history
+        return BatchOutcome(
+            batch_id, source, REJECTED, reason=reason, seconds=time.perf_counter() - started
+        ), history
+    return _decide_and_record(raw, batch_id, source, "file", run, history, started, None)
+
+
+def process_sql_batch(
+    raw: pl.DataFrame,
+    source: str,
+    seq_range: tuple[int, int],
+    run: RunContext,
+    history: History,
+) -> tuple[BatchOutcome, History]:
+    """Decide and record one incremental pull from a SQL table."""
+    started = time.perf_counter()
+    batch_id = hashlib.sha256(f"{source}|{seq_range[0]}|{seq_range[1]}".encode()).hexdigest()
+    if eventlog.batch_recorded(run.lake, batch_id):
+        return _skip(run, batch_id, source, "sql", started), history
+    return _decide_and_record(raw, batch_id, source, "sql", run, history, started, seq_range)
+
+
+def _decide_and_record(
+    raw: pl.DataFrame,
+    batch_id: str,
+    source: str,
+    source_kind: str,
+    run: RunContext,
+    history: History,
+    started: float,
+    seq_range: tuple[int, int] | None,
+) -> tuple[BatchOutcome, History]:
+    decision = decide_batch(raw, run.reference, run.ruleset, history)
+    tables = batch_events(
+        decision,
+        batch_id=batch_id,
+        source=source,
+        source_kind=source_kind,
+        ruleset=run.ruleset,
+        run_id=run.run_id,
+        now=run.clock(),
+        seq_range=seq_range,
+    )
+    try:
+        eventlog.record_batch(run.lake, batch_id, tables)
+    except eventlog.BatchAlreadyRecorded:
+        return _skip(run, batch_id, source, source_kind, started), history
+    decided = decision.decisions.select(*CASE_PAYLOAD_COLUMNS, "status", "deductible_cents")
+    counts = dict(decision.decisions["status"].value_counts().iter_rows())
+    outcome = BatchOutcome(
+        batch_id,
+        source,
+        PROCESSED,
+        rows_in=decision.rows_in,
+        rows_decided=decision.decisions.height,
+        rows_rejected=decision.rejections.height,
+        seconds=time.perf_counter() - started,
+        by_status={str(k): int(v) for k, v in counts.items()},
+    )
+    return outcome, history.advanced_by(decided)
+
+
+def _skip(
+    run: RunContext, batch_id: str, source: str, source_kind: str, started: float
+) -> BatchOutcome:
+    eventlog.record_skip(
+        run.lake,
+        run.run_id,
+        skipped_batch_record(batch_id, source, source_kind, run.run_id, run.clock()),
+    )
+    return BatchOutcome(batch_id, source, SKIPPED, seconds=time.perf_counter() - started)
+
+
+def discover_inbox(inbox: Path) -> tuple[list[Path], list[Path]]:
+    """Batch files in lexicographic order of name, and the entries that are not batches.
+
+    Hidden files, other extensions, folders and links leading out of the inbox are
+    left untouched (spec §1) and named in the run's report.
+    """
+    if not inbox.is_dir():
+        return [], []
+    batches: list[Path] = []
+    ignored: list[Path] = []
+    root = inbox.resolve()
+    for entry in sorted(inbox.iterdir(), key=lambda p: p.name):
+        inside = entry.resolve().parent == root
+        if entry.is_file() and inside and batch_format(entry) is not None:
+            batches.append(entry)
+        else:
+            ignored.append(entry)
+    return batches, ignored

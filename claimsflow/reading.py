@@ -1,0 +1,119 @@
+"""Reading one batch file into a text frame (spec §1, §3 'a file that cannot be read').
+
+The result has one String column per column of the file, in file order, plus
+`row_number` (1-based, in file order) and `raw` (the row as read, JSON text).
+Everything that stops a file from being a table raises `UnreadableBatch`.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+
+from schemas.case_batch import REQUIRED_COLUMNS
+
+BATCH_SUFFIXES: dict[str, str] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+ROW_NUMBER = "row_number"
+RAW = "raw"
+
+
+class UnreadableBatch(Exception):
+    """The file is not a table in the format its name says."""
+
+
+def batch_format(path: Path) -> str | None:
+    """The batch format a file name announces, or None when it is not a batch."""
+    if path.name.startswith("."):
+        return None
+    return BATCH_SUFFIXES.get(path.suffix.lower())
+
+
+def read_batch_bytes(data: bytes, fmt: str) -> pl.DataFrame:
+    """Parse a batch's bytes as `fmt` into text columns plus row_number and raw."""
+    if not data:
+        raise UnreadableBatch("the file is empty")
+    try:
+        if fmt == "csv":
+            frame = _read_csv(data)
+        elif fmt == "parquet":
+            frame = _read_parquet(data)
+        elif fmt == "jsonl":
+            frame = _read_jsonl(data)
+        else:  # pragma: no cover - guarded by batch_format
+            raise UnreadableBatch(f"unknown batch format {fmt!r}")
+    except UnreadableBatch:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure means "not a table"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableBatch(f"cannot be read as {fmt}: {first_line}") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UnreadableBatch(f"missing required column(s): {', '.join(missing)}")
+    return with_row_identity(frame)
+
+
+def with_row_identity(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add row_number (1-based, file order) and raw (JSON of the row as read)."""
+    text = frame.select(pl.all().cast(pl.String))
+    return text.with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER),
+        pl.struct(text.columns).struct.json_encode().alias(RAW)
+        if text.width
+        else pl.lit("{}").alias(RAW),
+    )
+
+
+def _read_csv(data: bytes) -> pl.DataFrame:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableBatch(f"is not valid UTF-8 text (byte {exc.start})") from exc
+    frame = pl.read_csv(
+        io.BytesIO(data),
+        infer_schema=False,
+        empty_string_is_null=False,
+        raise_if_empty=True,
+    )
+    _reject_duplicate_headers(frame)
+    return frame
+
+
+def _reject_duplicate_headers(frame: pl.DataFrame) -> None:
+    renamed = [c for c in frame.columns if "_duplicated_" in c]
+    if renamed:
+        raise UnreadableBatch(f"has a repeated column name in its header ({renamed[0]})")
+
+
+def _read_parquet(data: bytes) -> pl.DataFrame:
+    frame = pl.read_parquet(io.BytesIO(data))
+    return frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
+
+
+def _read_jsonl(data: bytes) -> pl.DataFrame:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableBatch(f"is not valid UTF-8 text (byte {exc.start})") from exc
+    frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+    return frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Render a typed column as the text a CSV would carry (dates ISO, numbers plain)."""
+    col = pl.col(name)
+    if dtype == pl.Date:
+        return col.dt.strftime("%Y-%m-%d").alias(name)
+    if dtype == pl.Boolean:
+        return pl.when(col).then(pl.lit("true")).when(~col).then(pl.lit("false")).alias(name)
+    if dtype.is_nested():
+        # A list or struct in a cell is kept as its JSON text: it fails its column's
+        # check like any other malformed value instead of failing the whole file.
+        return pl.struct(col).struct.json_encode().str.extract(r"^\{.*?:(.*)\}$", 1).alias(name)
+    return col.cast(pl.String).alias(name)

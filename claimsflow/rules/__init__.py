@@ -1,0 +1,1 @@
+"""The rule engine: declarative rule sets (YAML) compiled to vectorised Polars."""

@@ -1,0 +1,1 @@
+"""Pandera schemas: the spec's input contracts (§1 case batches, §2 reference data)."""
