@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/adjudicate run
+	$(BIN)/adjudicate generate --out data --if-empty
+	$(BIN)/adjudicate run; status=$$?; [ $$status -le 1 ] || exit $$status
 
 lint: install
 	$(BIN)/ruff check .

@@ -45,8 +45,7 @@ def view_definitions(lake: Path) -> dict[str, str]:
         "rejection_events": f"SELECT * FROM {_files(lake, 'rejections')}",
         "batch_events": (
             f"SELECT * FROM {_files(lake, 'batch')} UNION ALL BY NAME "
-            f"SELECT * FROM read_parquet(['{_quote(str(eventlog.batches_dir(lake.resolve()) / eventlog.EMPTY_BATCH / 'batch.parquet'))}', "
-            f"'{_quote(str(skips))}'], union_by_name = true)"
+            f"SELECT * FROM read_parquet('{_quote(str(skips))}', union_by_name = true)"
         ),
         "case_decisions": """
             SELECT case_id, batch_id, status, reason_codes,

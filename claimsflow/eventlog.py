@@ -10,7 +10,7 @@ Layout under the lake directory:
         rejections.parquet       rejected rows with raw values and errors
     events/batches/_empty/       the same files with no rows, so that readers'
                                  globs always match (a fresh lake is queryable)
-    events/skips/<run>-<batch_id>.parquet   SKIPPED records
+    events/skips/<run>-<batch_id>.parquet   SKIPPED records (and an empty _empty.parquet)
     quarantine/<batch_id>/<file name> + reason.txt
     _staging/                    work in progress, invisible to readers
 
@@ -139,6 +139,9 @@ def ensure_lake(lake: Path) -> None:
     if not (batches_dir(lake) / EMPTY_BATCH).exists():
         empty = {t: pl.DataFrame(schema=s) for t, s in TABLE_SCHEMAS.items()}
         _publish_folder(lake, EMPTY_BATCH, empty, missing_ok=True)
+    empty_skips = skips_dir(lake) / f"{EMPTY_BATCH}.parquet"
+    if not empty_skips.exists():
+        _write_parquet_atomically(pl.DataFrame(schema=TABLE_SCHEMAS["batch"]), empty_skips, lake)
 
 
 def batch_recorded(lake: Path, batch_id: str) -> bool:
@@ -186,10 +189,9 @@ def scan_table(lake: Path, table: str) -> pl.LazyFrame:
 
 
 def scan_skips(lake: Path) -> pl.LazyFrame:
-    files = sorted(skips_dir(lake).glob("*.parquet"))
-    if not files:
-        return pl.LazyFrame(schema=TABLE_SCHEMAS["batch"])
-    return pl.scan_parquet(files, schema=TABLE_SCHEMAS["batch"], missing_columns="insert")
+    ensure_lake(lake)
+    pattern = str(skips_dir(lake) / "*.parquet")
+    return pl.scan_parquet(pattern, schema=TABLE_SCHEMAS["batch"], missing_columns="insert")
 
 
 def _publish_folder(

@@ -23,6 +23,7 @@ from claimsflow.reference import Reference
 from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS, adjudication_context
 from claimsflow.rules.engine import adjudicate
 from claimsflow.rules.ruleset import RuleSet
+from claimsflow.sql_source import SqlIncrement
 from claimsflow.validation import validate_batch
 
 PROCESSED, SKIPPED, REJECTED = "PROCESSED", "SKIPPED", "REJECTED"
@@ -201,19 +202,34 @@ def process_batch_file(path: Path, run: RunContext, history: History) -> tuple[B
     return _decide_and_record(raw, batch_id, source, "file", run, history, started, None)
 
 
+def sql_batch_id(source: str, seq_range: tuple[int, int]) -> str:
+    """Spec §7: a SQL batch's identity derives from its source and seq range."""
+    return hashlib.sha256(f"{source}|{seq_range[0]}|{seq_range[1]}".encode()).hexdigest()
+
+
 def process_sql_batch(
-    raw: pl.DataFrame,
-    source: str,
-    seq_range: tuple[int, int],
-    run: RunContext,
-    history: History,
+    increment: SqlIncrement, run: RunContext, history: History
 ) -> tuple[BatchOutcome, History]:
     """Decide and record one incremental pull from a SQL table."""
     started = time.perf_counter()
-    batch_id = hashlib.sha256(f"{source}|{seq_range[0]}|{seq_range[1]}".encode()).hexdigest()
+    source, seq_range = increment.source, increment.seq_range
+    batch_id = sql_batch_id(source, seq_range)
     if eventlog.batch_recorded(run.lake, batch_id):
         return _skip(run, batch_id, source, "sql", started), history
-    return _decide_and_record(raw, batch_id, source, "sql", run, history, started, seq_range)
+    if increment.problem is not None:
+        record = rejected_batch_record(
+            batch_id, source, increment.problem, run.run_id, run.clock()
+        ).with_columns(
+            pl.lit("sql").alias("source_kind"),
+            pl.lit(seq_range[0]).alias("seq_from"),
+            pl.lit(seq_range[1]).alias("seq_to"),
+        )
+        eventlog.record_batch(run.lake, batch_id, {"batch": record})
+        outcome = BatchOutcome(batch_id, source, REJECTED, reason=increment.problem)
+        return outcome, history
+    return _decide_and_record(
+        increment.raw, batch_id, source, "sql", run, history, started, seq_range
+    )
 
 
 def _decide_and_record(

@@ -92,7 +92,11 @@ def _reject_duplicate_headers(frame: pl.DataFrame) -> None:
 
 
 def _read_parquet(data: bytes) -> pl.DataFrame:
-    frame = pl.read_parquet(io.BytesIO(data))
+    return text_columns(pl.read_parquet(io.BytesIO(data)))
+
+
+def text_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column of a typed frame as the text a CSV would carry."""
     return frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
 
 
@@ -101,8 +105,7 @@ def _read_jsonl(data: bytes) -> pl.DataFrame:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnreadableBatch(f"is not valid UTF-8 text (byte {exc.start})") from exc
-    frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-    return frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
+    return text_columns(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None))
 
 
 def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:

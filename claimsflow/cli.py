@@ -1,0 +1,217 @@
+"""The `adjudicate` command line.
+
+Exit codes: 0 every batch processed or skipped; 1 some batch or row rejected;
+2 usage or configuration error (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from claimsflow.settings import (
+    DEFAULT_DATA,
+    DEFAULT_INBOX,
+    DEFAULT_LAKE,
+    DEFAULT_REFERENCE,
+    RULES_DIR,
+    configure_prefect_environment,
+)
+
+app = typer.Typer(
+    name="adjudicate",
+    help="Nightly claims adjudication: run, query, explain, generate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A mistake of the user's: reported in one line, exit code 2."""
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"adjudicate: error: {message}", markup=False, highlight=False)
+    return typer.Exit(USAGE_ERROR)
+
+
+@app.command()
+def run(
+    inbox: Annotated[Path, typer.Option(help="Folder of case batch files.")] = DEFAULT_INBOX,
+    reference: Annotated[Path, typer.Option(help="Reference data folder.")] = DEFAULT_REFERENCE,
+    lake: Annotated[Path, typer.Option(help="Lake folder (event log, catalog).")] = DEFAULT_LAKE,
+    ruleset: Annotated[
+        str | None, typer.Option(help="Rule-set version; default: in effect on the run date.")
+    ] = None,
+    run_date: Annotated[
+        str | None, typer.Option(help="Run date YYYY-MM-DD (selects the rule set).")
+    ] = None,
+    rules_dir: Annotated[Path, typer.Option(help="Folder of rule-set files.")] = RULES_DIR,
+    source_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of a staging database.")
+    ] = None,
+    source_table: Annotated[
+        str | None, typer.Option(help="Staging table (with ingest_seq) to pull from.")
+    ] = None,
+) -> None:
+    """Run the nightly flow: adjudicate every new batch into the event log."""
+    from claimsflow.reference import ReferenceDataError, load_reference
+    from claimsflow.rules.ruleset import RuleSetError, load_rulesets, select_ruleset
+
+    if (source_url is None) != (source_table is None):
+        raise fail("--source-url and --source-table go together")
+    if not inbox.is_dir() and source_url is None:
+        raise fail(f"{inbox}: inbox folder not found")
+    chosen_date = _parse_date(run_date, "--run-date") or dt.datetime.now(dt.UTC).date()
+    # Check configuration before starting Prefect, so a mistake is one clear line.
+    try:
+        load_reference(reference)
+        select_ruleset(load_rulesets(rules_dir), chosen_date, ruleset)
+    except (ReferenceDataError, RuleSetError) as exc:
+        raise fail(str(exc)) from None
+    configure_prefect_environment()
+    from flows.nightly import nightly_adjudication
+
+    summary = nightly_adjudication(
+        inbox=str(inbox),
+        reference=str(reference),
+        lake=str(lake),
+        ruleset=ruleset,
+        run_date=chosen_date,
+        rules_dir=str(rules_dir),
+        source_url=source_url,
+        source_table=source_table,
+    )
+    _print_summary(summary.batch_table(), summary.lines(), lake)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="Read-only SQL on the catalog's views.")],
+    lake: Annotated[Path, typer.Option(help="Lake folder.")] = DEFAULT_LAKE,
+    output: Annotated[
+        str, typer.Option("--format", help="Output format: table, csv or json.")
+    ] = "table",
+) -> None:
+    """Run read-only SQL on the analyst catalog."""
+    from claimsflow.catalog import CatalogError, run_query
+
+    if output not in ("table", "csv", "json"):
+        raise fail(f"--format must be table, csv or json, not {output!r}")
+    try:
+        result = run_query(lake, sql)
+    except CatalogError as exc:
+        raise fail(str(exc)) from None
+    _print_rows(result.columns, result.rows, output)
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for reference/ and inbox/.")] = (
+        DEFAULT_DATA
+    ),
+    cases: Annotated[int, typer.Option(min=1, help="Number of cases.")] = 2000,
+    batches: Annotated[int, typer.Option(min=1, help="Number of batch files.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 7,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing when the inbox already has files.")
+    ] = False,
+) -> None:
+    """Write deterministic sample reference data and case batches."""
+    from claimsflow.generate import write_sample
+
+    inbox = out_dir / "inbox"
+    if if_empty and inbox.is_dir() and any(inbox.iterdir()):
+        out.print(f"{inbox} is not empty: nothing generated")
+        return
+    written = write_sample(out_dir, cases=cases, batches=batches, seed=seed)
+    out.print(f"wrote {len(written)} file(s) under {out_dir}")
+
+
+@app.command()
+def explain(
+    case_id: Annotated[str, typer.Argument(help="The case to explain.")],
+    lake: Annotated[Path, typer.Option(help="Lake folder.")] = DEFAULT_LAKE,
+) -> None:
+    """Why a case was decided as it was: inputs, rules that fired, pricing."""
+    from claimsflow.catalog import CatalogError
+    from claimsflow.explain import explain_case
+
+    try:
+        text = explain_case(lake, case_id)
+    except CatalogError as exc:
+        raise fail(str(exc)) from None
+    out.print(text, markup=False, highlight=False)
+
+
+def _parse_date(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise fail(f"{option} must be a date YYYY-MM-DD, not {text!r}") from None
+
+
+def _print_summary(table: list[dict[str, Any]], lines: list[str], lake: Path) -> None:
+    if table:
+        columns = list(table[0])
+        _print_rows(columns, [tuple(row[c] for c in columns) for row in table], "table")
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    out.print(f"catalog: {lake / 'catalog.duckdb'}", markup=False, highlight=False)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=str)
+    return value
+
+
+def _print_rows(columns: list[str], rows: Sequence[tuple[Any, ...]], output: str) -> None:
+    if output == "json":
+        records = [
+            {c: (_cell(v) if isinstance(v, dt.date) else v) for c, v in zip(columns, row, strict=True)}
+            for row in rows
+        ]
+        sys.stdout.write(json.dumps(records, default=str, indent=None) + "\n")
+        return
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(v) for v in row] for row in rows])
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(_cell(v)) for v in row])
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

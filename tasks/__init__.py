@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over claimsflow's pure stages, one per batch or stage."""
