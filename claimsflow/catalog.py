@@ -64,7 +64,7 @@ def view_definitions(lake: Path) -> dict[str, str]:
             FROM batch_events""",
         "rule_hits": """
             SELECT case_id, rule_id, outcome, reason_code, ruleset_version,
-                   rule_order, ruleset_name, batch_id, decided_at
+                   rule_order, rule_description, ruleset_name, batch_id, decided_at
             FROM rule_hit_events""",
         "cases": "SELECT * EXCLUDE (received_at), received_at FROM case_payloads",
         "events": """

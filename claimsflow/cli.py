@@ -157,7 +157,7 @@ def explain(
         text = explain_case(lake, case_id)
     except CatalogError as exc:
         raise fail(str(exc)) from None
-    out.print(text, markup=False, highlight=False)
+    typer.echo(text)
 
 
 def _parse_date(text: str | None, option: str) -> dt.date | None:
@@ -189,7 +189,10 @@ def _cell(value: Any) -> Any:
 def _print_rows(columns: list[str], rows: Sequence[tuple[Any, ...]], output: str) -> None:
     if output == "json":
         records = [
-            {c: (_cell(v) if isinstance(v, dt.date) else v) for c, v in zip(columns, row, strict=True)}
+            {
+                c: (_cell(v) if isinstance(v, dt.date) else v)
+                for c, v in zip(columns, row, strict=True)
+            }
             for row in rows
         ]
         sys.stdout.write(json.dumps(records, default=str, indent=None) + "\n")

@@ -86,6 +86,7 @@ TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "case_id": pl.String(),
         "rule_id": pl.String(),
         "rule_order": pl.Int64(),
+        "rule_description": pl.String(),
         "outcome": pl.String(),
         "reason_code": pl.String(),
         "ruleset_name": pl.String(),
@@ -153,7 +154,9 @@ def record_batch(lake: Path, batch_id: str, tables: dict[str, pl.DataFrame]) -> 
     unknown = set(tables) - set(BATCH_TABLES)
     if unknown:
         raise ValueError(f"unknown event tables: {sorted(unknown)}")
-    full = {t: conform(t, tables.get(t, pl.DataFrame(schema=TABLE_SCHEMAS[t]))) for t in BATCH_TABLES}
+    full = {
+        t: conform(t, tables.get(t, pl.DataFrame(schema=TABLE_SCHEMAS[t]))) for t in BATCH_TABLES
+    }
     return _publish_folder(lake, batch_id, full, missing_ok=False)
 
 

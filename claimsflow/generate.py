@@ -86,9 +86,7 @@ def case_frame(
     fee_cents = dict(
         zip(
             fees["procedure_code"].to_list(),
-            (
-                fees["allowed_amount"].str.replace(".", "", literal=True).cast(pl.Int64).to_list()
-            ),
+            (fees["allowed_amount"].str.replace(".", "", literal=True).cast(pl.Int64).to_list()),
             strict=True,
         )
     )
@@ -98,7 +96,11 @@ def case_frame(
         base[np.vectorize(index.__getitem__)(procedure)] * units * rng.uniform(0.8, 1.6, cases)
     ).astype(np.int64)
     billed = np.where(rng.random(cases) < 0.01, rng.integers(1_000_001, 5_000_000, cases), billed)
-    prior_auth = np.where(rng.random(cases) < 0.7, np.char.add("PA", rng.integers(10_000, 99_999, cases).astype(str)), "")
+    prior_auth = np.where(
+        rng.random(cases) < 0.7,
+        np.char.add("PA", rng.integers(10_000, 99_999, cases).astype(str)),
+        "",
+    )
     frame = pl.DataFrame(
         {
             "case_id": [f"CLM{seed:03d}{i:09d}" for i in range(1, cases + 1)],
@@ -118,23 +120,35 @@ def case_frame(
 
 def _with_invalid_rows(frame: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     """Corrupt ~3% of rows, one kind of error each."""
-    kind = pl.Series(np.where(rng.random(frame.height) < 0.03, rng.integers(0, 6, frame.height), -1))
+    kind = pl.Series(
+        np.where(rng.random(frame.height) < 0.03, rng.integers(0, 6, frame.height), -1)
+    )
     return frame.with_columns(
         pl.when(kind == 0).then(pl.lit("")).otherwise(pl.col("member_id")).alias("member_id"),
-        pl.when(kind == 1).then(pl.lit("2024-02-30")).otherwise(pl.col("service_date")).alias("service_date"),
-        pl.when(kind == 2).then(pl.lit("9921")).otherwise(pl.col("procedure_code")).alias("procedure_code"),
+        pl.when(kind == 1)
+        .then(pl.lit("2024-02-30"))
+        .otherwise(pl.col("service_date"))
+        .alias("service_date"),
+        pl.when(kind == 2)
+        .then(pl.lit("9921"))
+        .otherwise(pl.col("procedure_code"))
+        .alias("procedure_code"),
         pl.when(kind == 3).then(pl.lit("0")).otherwise(pl.col("units")).alias("units"),
-        pl.when(kind == 4).then(pl.lit("12.345")).otherwise(pl.col("billed_amount")).alias("billed_amount"),
-        pl.when(kind == 5).then(pl.lit("2023-12-31")).otherwise(pl.col("received_date")).alias("received_date"),
+        pl.when(kind == 4)
+        .then(pl.lit("12.345"))
+        .otherwise(pl.col("billed_amount"))
+        .alias("billed_amount"),
+        pl.when(kind == 5)
+        .then(pl.lit("2023-12-31"))
+        .otherwise(pl.col("received_date"))
+        .alias("received_date"),
     )
 
 
 def _with_duplicates(frame: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     """Resend ~2% of claims under a new case id (rule 9), and repeat a few case ids."""
     picks = rng.random(frame.height) < 0.02
-    resent = frame.filter(pl.Series(picks)).with_columns(
-        (pl.col("case_id") + "R").alias("case_id")
-    )
+    resent = frame.filter(pl.Series(picks)).with_columns((pl.col("case_id") + "R").alias("case_id"))
     repeated = frame.filter(pl.Series(rng.random(frame.height) < 0.002))
     return pl.concat([frame, resent, repeated])
 

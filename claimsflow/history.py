@@ -12,9 +12,8 @@ from pathlib import Path
 import polars as pl
 
 from claimsflow.eventlog import TABLE_SCHEMAS, scan_table
-from claimsflow.rules.engine import APPROVED, PENDED
-
 from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
+from claimsflow.rules.engine import APPROVED, PENDED
 
 CASE_KEY_COLUMNS = list(CASE_PAYLOAD_COLUMNS)
 
@@ -39,9 +38,7 @@ class History:
         decisions = scan_table(lake, "decisions").select(
             "batch_id", "case_id", "status", "deductible_cents", "decided_at"
         )
-        cases = scan_table(lake, "cases").select(
-            "batch_id", *CASE_KEY_COLUMNS
-        )
+        cases = scan_table(lake, "cases").select("batch_id", *CASE_KEY_COLUMNS)
         latest = decisions.sort("decided_at").group_by("case_id").last()
         decided = latest.join(cases, on=["batch_id", "case_id"], how="left").collect()
         return cls.from_decided_cases(decided)

@@ -100,7 +100,10 @@ def batch_events(
     """The event-log rows one decided batch appends."""
     stamp = pl.lit(now, dtype=eventlog.UTC_TS)
     ident = [pl.lit(batch_id).alias("batch_id")]
-    tag = [pl.lit(ruleset.name).alias("ruleset_name"), pl.lit(ruleset.version).alias("ruleset_version")]
+    tag = [
+        pl.lit(ruleset.name).alias("ruleset_name"),
+        pl.lit(ruleset.version).alias("ruleset_version"),
+    ]
     record = pl.DataFrame(
         {
             "batch_id": [batch_id],
@@ -175,7 +178,9 @@ def skipped_batch_record(
     )
 
 
-def process_batch_file(path: Path, run: RunContext, history: History) -> tuple[BatchOutcome, History]:
+def process_batch_file(
+    path: Path, run: RunContext, history: History
+) -> tuple[BatchOutcome, History]:
     """Read, decide and record one inbox file; returns its outcome and the new history."""
     started = time.perf_counter()
     data = path.read_bytes()

@@ -39,19 +39,23 @@ def price(decisions: pl.DataFrame, deductible_used: pl.DataFrame | None = None) 
         ).alias("allowed_cents"),
         pl.col("service_date").dt.year().cast(pl.Int32).alias("service_year"),
     )
-    priced = _apply_deductible(approved, deductible_used).with_columns(
-        (
+    priced = (
+        _apply_deductible(approved, deductible_used)
+        .with_columns(
             (
-                (pl.col("allowed_cents") - pl.col("deductible_cents"))
-                * pl.col("coinsurance_percent")
-                + 50
-            )
-            // 100
-        ).alias("coinsurance_cents"),
-    ).with_columns(
-        (
-            pl.col("allowed_cents") - pl.col("deductible_cents") - pl.col("coinsurance_cents")
-        ).alias("paid_cents")
+                (
+                    (pl.col("allowed_cents") - pl.col("deductible_cents"))
+                    * pl.col("coinsurance_percent")
+                    + 50
+                )
+                // 100
+            ).alias("coinsurance_cents"),
+        )
+        .with_columns(
+            (
+                pl.col("allowed_cents") - pl.col("deductible_cents") - pl.col("coinsurance_cents")
+            ).alias("paid_cents")
+        )
     )
     amounts = priced.select("_order", *PRICE_COLUMNS)
     return (
@@ -78,7 +82,12 @@ def _apply_deductible(approved: pl.DataFrame, used: pl.DataFrame | None) -> pl.D
         .drop("used_cents")
         .sort(*MEMBER_YEAR, *DEDUCTIBLE_ORDER)
         .with_columns(
-            (d != d.shift(1)).fill_null(True).cast(pl.Int32).cum_sum().over(MEMBER_YEAR).alias("_span")
+            (d != d.shift(1))
+            .fill_null(True)
+            .cast(pl.Int32)
+            .cum_sum()
+            .over(MEMBER_YEAR)
+            .alias("_span")
         )
         .with_columns(
             (pl.col("allowed_cents").cum_sum() - pl.col("allowed_cents"))
@@ -111,18 +120,24 @@ def _span_start_balances(staged: pl.DataFrame) -> pl.DataFrame:
     )
     starts = spans.filter(pl.col("_span") == 1).select(*MEMBER_YEAR, pl.col("_u0").alias("_start"))
     result: list[pl.DataFrame] = []
-    last_span = int(spans["_span"].max() or 0) if spans.height else 0
+    last_span = int(spans.select(pl.col("_span").max().fill_null(0)).item())
     for rank in range(1, last_span + 1):  # one step per span rank, not per case
         current = spans.filter(pl.col("_span") == rank).join(starts, on=MEMBER_YEAR)
         result.append(current.select(*MEMBER_YEAR, "_span", pl.col("_start").alias("_span_start")))
         starts = current.select(
             *MEMBER_YEAR,
             pl.max_horizontal(
-                pl.col("_start"), pl.min_horizontal(pl.col("_d"), pl.col("_start") + pl.col("_total"))
+                pl.col("_start"),
+                pl.min_horizontal(pl.col("_d"), pl.col("_start") + pl.col("_total")),
             ).alias("_start"),
         )
     if not result:
         return pl.DataFrame(
-            schema={"member_id": pl.String, "service_year": pl.Int32, "_span": pl.Int32, "_span_start": pl.Int64}
+            schema={
+                "member_id": pl.String,
+                "service_year": pl.Int32,
+                "_span": pl.Int32,
+                "_span_start": pl.Int64,
+            }
         )
     return pl.concat(result)

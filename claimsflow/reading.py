@@ -50,7 +50,7 @@ def read_batch_bytes(data: bytes, fmt: str) -> pl.DataFrame:
             raise UnreadableBatch(f"unknown batch format {fmt!r}")
     except UnreadableBatch:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser failure means "not a table"
+    except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnreadableBatch(f"cannot be read as {fmt}: {first_line}") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]

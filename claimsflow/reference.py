@@ -94,7 +94,7 @@ def _read_text_csv(path: Path, schema: pa.DataFrameSchema) -> pl.DataFrame:
         frame = pl.read_csv(
             io.BytesIO(path.read_bytes()), infer_schema=False, empty_string_is_null=False
         )
-    except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file
+    except Exception as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ReferenceDataError(f"{path}: cannot be read as CSV: {detail}") from exc
     # Reference files are maintained by hand: surrounding blanks are not meaningful.

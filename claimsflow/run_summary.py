@@ -61,7 +61,9 @@ class RunSummary:
             f"cases decided: {statuses['APPROVED']} approved, {statuses['DENIED']} denied, "
             f"{statuses['PENDED']} pended; rows rejected: {self.rows_rejected}",
         ]
-        lines += [f"rejected batch {b.source}: {b.reason}" for b in self.batches if b.status == REJECTED]
+        lines += [
+            f"rejected batch {b.source}: {b.reason}" for b in self.batches if b.status == REJECTED
+        ]
         if self.ignored:
             lines.append(f"not batches, left untouched: {', '.join(self.ignored)}")
         return lines

@@ -55,7 +55,7 @@ def pull_increment(url: str, table: str, lake: Path) -> SqlIncrement | None:
     mark = high_water_mark(lake, source)
     try:
         engine = sa.create_engine(url)
-    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver
+    except Exception as exc:
         raise SqlSourceError(f"{source}: {exc}") from exc
     try:
         with engine.connect() as connection:
@@ -70,12 +70,14 @@ def pull_increment(url: str, table: str, lake: Path) -> SqlIncrement | None:
         engine.dispose()
     if frame.height == 0:
         return None
-    seqs = frame[SEQ].cast(pl.Int64)
+    first_seq, last_seq = frame.select(
+        pl.col(SEQ).cast(pl.Int64).min(), pl.col(SEQ).cast(pl.Int64).max()
+    ).row(0)
     raw = text_columns(frame)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     return SqlIncrement(
         source=source,
-        seq_range=(int(seqs.min() or 0), int(seqs.max() or 0)),
+        seq_range=(int(first_seq), int(last_seq)),
         raw=with_row_identity(raw),
         problem=f"missing required column(s): {', '.join(missing)}" if missing else None,
     )

@@ -69,16 +69,22 @@ def validate_batch(raw: pl.DataFrame, decided_case_ids: pl.Series | None = None)
         if decided_case_ids is not None
         else pl.Series("case_id", [], dtype=pl.String)
     )
-    identity_errors = text.select(
-        pl.col(ROW_NUMBER),
-        pl.lit(column_rank["case_id"]).alias("rank"),
-        pl.concat_list(
-            pl.when(pl.col("case_id").is_not_null() & ~pl.col("case_id").is_first_distinct())
-            .then(pl.lit("case_id: repeats the case_id of an earlier row of this batch")),
-            pl.when(pl.col("case_id").is_in(decided.implode()))
-            .then(pl.lit("case_id: already has a decision from an earlier batch (resubmission)")),
-        ).alias("error"),
-    ).explode("error").drop_nulls("error")
+    identity_errors = (
+        text.select(
+            pl.col(ROW_NUMBER),
+            pl.lit(column_rank["case_id"]).alias("rank"),
+            pl.concat_list(
+                pl.when(
+                    pl.col("case_id").is_not_null() & ~pl.col("case_id").is_first_distinct()
+                ).then(pl.lit("case_id: repeats the case_id of an earlier row of this batch")),
+                pl.when(pl.col("case_id").is_in(decided.implode())).then(
+                    pl.lit("case_id: already has a decision from an earlier batch (resubmission)")
+                ),
+            ).alias("error"),
+        )
+        .explode("error")
+        .drop_nulls("error")
+    )
     errors = (
         pl.concat([cell_errors, identity_errors.cast(cell_errors.schema)])
         .sort(ROW_NUMBER, "rank", maintain_order=True)

@@ -14,6 +14,7 @@ from prefect.logging import get_run_logger
 from pydantic import Field
 
 from claimsflow import eventlog
+from claimsflow.pipeline import RunContext
 from claimsflow.run_summary import RunSummary
 from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE, RULES_DIR
 from tasks.adjudication import (
@@ -26,7 +27,6 @@ from tasks.adjudication import (
     rebuild_history,
     refresh_catalog,
 )
-from claimsflow.pipeline import RunContext
 
 
 @flow(name="nightly-adjudication", log_prints=True)
@@ -92,5 +92,5 @@ def _run_id() -> str:
     try:
         context = get_run_context()
         return str(context.flow_run.id) if context.flow_run else uuid.uuid4().hex  # type: ignore[union-attr]
-    except Exception:  # noqa: BLE001 - outside a flow run
+    except Exception:
         return uuid.uuid4().hex

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from schemas.text_checks import cents, integer, iso_date, length_between, matches, not_empty
-from schemas.text_checks import in_range, parses
+from schemas.text_checks import (
+    cents,
+    in_range,
+    integer,
+    iso_date,
+    length_between,
+    matches,
+    not_empty,
+    parses,
+)
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "case_id",
@@ -33,9 +41,7 @@ def _received_not_before_service() -> pa.Check:
         received = iso_date(pl.col("received_date"))
         service = iso_date(pl.col("service_date"))
         # Only judged when both dates parse: a bad date is reported on its own column.
-        return data.lazyframe.select(
-            (received >= service) | received.is_null() | service.is_null()
-        )
+        return data.lazyframe.select((received >= service) | received.is_null() | service.is_null())
 
     return pa.Check(check, error="must not be before service_date", name="not_before_service")
 

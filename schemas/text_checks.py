@@ -98,7 +98,9 @@ def in_range(parser: Parser, lo: int, hi: int, error: str) -> pa.Check:
 
 def one_of(values: list[str], error: str) -> pa.Check:
     return pa.Check(
-        lambda data: data.lazyframe.select(pl.col(data.key).is_in(values) | (pl.col(data.key) == "")),
+        lambda data: data.lazyframe.select(
+            pl.col(data.key).is_in(values) | (pl.col(data.key) == "")
+        ),
         error=error,
         name="one_of",
     )

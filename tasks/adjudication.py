@@ -49,9 +49,7 @@ def discover_batches(inbox: Path) -> tuple[list[Path], list[Path]]:
 
 
 @task(name="adjudicate-file", cache_policy=NONE, task_run_name="adjudicate-{path.name}")
-def adjudicate_file(
-    path: Path, run: RunContext, history: History
-) -> tuple[BatchOutcome, History]:
+def adjudicate_file(path: Path, run: RunContext, history: History) -> tuple[BatchOutcome, History]:
     outcome, history = pipeline.process_batch_file(path, run, history)
     _log_outcome(outcome)
     return outcome, history

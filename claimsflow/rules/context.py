@@ -114,9 +114,7 @@ def adjudication_context(cases: pl.DataFrame, reference: Reference) -> pl.DataFr
         pl.when(pl.col("covered"))
         .then(pl.col("annual_deductible_cents"))
         .alias("annual_deductible_cents"),
-        pl.when(pl.col("covered"))
-        .then(pl.col("coinsurance_percent"))
-        .alias("coinsurance_percent"),
+        pl.when(pl.col("covered")).then(pl.col("coinsurance_percent")).alias("coinsurance_percent"),
         (pl.col("received_date") - pl.col("service_date"))
         .dt.total_days()
         .cast(pl.Int64)

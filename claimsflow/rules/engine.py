@@ -116,6 +116,7 @@ def rule_hits(decided: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
         {
             "rule_id": [r.id for r in ruleset.rules],
             "rule_order": list(range(1, len(ruleset.rules) + 1)),
+            "rule_description": [r.description for r in ruleset.rules],
             "outcome": [r.outcome for r in ruleset.rules],
             "reason_code": [r.reason_code for r in ruleset.rules],
             "_hit": [hit_column(r) for r in ruleset.rules],
@@ -133,5 +134,5 @@ def rule_hits(decided: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
     return (
         long.join(meta, on="_hit")
         .sort("_case_order", "rule_order")
-        .select("case_id", "rule_id", "rule_order", "outcome", "reason_code")
+        .select("case_id", "rule_id", "rule_order", "rule_description", "outcome", "reason_code")
     )

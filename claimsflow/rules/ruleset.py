@@ -101,7 +101,7 @@ def load_ruleset(path: Path) -> RuleSet:
         name=name,
         version=version,
         effective_from=effective_from,
-        description=str(document.get("description", "")),
+        description=" ".join(str(document.get("description", "")).split()),
         hit_policy=hit_policy,
         parameters=parameters,
         rules=tuple(rules),
@@ -164,7 +164,9 @@ def _compile_rule(raw: Any, index: int, parameters: dict[str, Any], where: _Wher
         raise where.error(f"#{index}", "id", "must be lower-case letters, digits and dashes")
     kind = raw.get("kind", "expression")
     if kind not in RULE_KINDS:
-        raise where.error(rule_id, "kind", f"unknown kind {kind!r} (known: {', '.join(RULE_KINDS)})")
+        raise where.error(
+            rule_id, "kind", f"unknown kind {kind!r} (known: {', '.join(RULE_KINDS)})"
+        )
     outcome = raw.get("outcome")
     if outcome not in OUTCOMES:
         raise where.error(rule_id, "outcome", "must be DENY or PEND")
@@ -173,7 +175,7 @@ def _compile_rule(raw: Any, index: int, parameters: dict[str, Any], where: _Wher
         raise where.error(rule_id, "reason_code", "must be a non-empty text")
     common: dict[str, Any] = {
         "id": rule_id,
-        "description": str(raw.get("description", "")),
+        "description": " ".join(str(raw.get("description", "")).split()),
         "kind": kind,
         "outcome": outcome,
         "reason_code": reason_code,
@@ -181,9 +183,7 @@ def _compile_rule(raw: Any, index: int, parameters: dict[str, Any], where: _Wher
     if kind == "duplicate":
         key = _column_list(raw, "key", rule_id, where)
         if "case_id" in key or not set(key) <= set(CASE_PAYLOAD_COLUMNS):
-            raise where.error(
-                rule_id, "key", "must name received case columns other than case_id"
-            )
+            raise where.error(rule_id, "key", "must name received case columns other than case_id")
         order_by = _column_list(raw, "order_by", rule_id, where)
         return Rule(**common, key=key, order_by=order_by)
     when = raw.get("when")
@@ -221,7 +221,7 @@ def _substitute(text: str, parameters: dict[str, Any], rule_id: str, where: _Whe
 def _compile_condition(text: str, rule_id: str, where: _Where) -> pl.Expr:
     try:
         expr = pl.sql_expr(text)
-    except Exception as exc:  # noqa: BLE001 - polars raises several error types
+    except Exception as exc:
         raise where.error(rule_id, "when", f"bad expression: {_first_line(exc)}") from exc
     unknown = sorted(set(expr.meta.root_names()) - set(CONTEXT_SCHEMA))
     if unknown:
@@ -230,10 +230,12 @@ def _compile_condition(text: str, rule_id: str, where: _Where) -> pl.Expr:
     # say, fails here rather than in the middle of a night's run.
     try:
         result = pl.DataFrame(schema=CONTEXT_SCHEMA).select(expr.alias("hit"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise where.error(rule_id, "when", f"bad expression: {_first_line(exc)}") from exc
     if result.schema["hit"] != pl.Boolean:
-        raise where.error(rule_id, "when", f"must be a condition (true/false), not {result.schema['hit']}")
+        raise where.error(
+            rule_id, "when", f"must be a condition (true/false), not {result.schema['hit']}"
+        )
     return expr
 
 
