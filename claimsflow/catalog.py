@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from claimsflow import eventlog
+from claimsflow.faults import crash_point
 
 CATALOG_FILE = "catalog.duckdb"
 
@@ -99,6 +100,7 @@ def refresh_catalog(lake: Path) -> Path:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    crash_point("while-refreshing-catalog")
     os.replace(aside, target)
     return target
 
@@ -113,17 +115,49 @@ class CatalogError(Exception):
     """The catalog is missing or a query failed; the message is for the user."""
 
 
+#: Statement types an analyst may run; everything else is refused before it runs.
+READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+
 def connect_read_only(lake: Path) -> duckdb.DuckDBPyConnection:
+    """A connection that can read the lake and nothing else, and cannot be unlocked.
+
+    The database is opened read-only; file access is limited to the lake's folder
+    (no other file, no extension install or load, no ATTACH elsewhere) and the
+    configuration is locked so a query cannot lift these limits.
+    """
     path = catalog_path(lake)
     if not path.is_file():
         raise CatalogError(f"{path}: no catalog here (run `adjudicate run` first)")
-    return duckdb.connect(str(path), read_only=True, config=_offline_config())
+    con = duckdb.connect(str(path), read_only=True, config=_offline_config())
+    root = str(lake.resolve()).replace("'", "''")
+    con.execute(f"SET allowed_directories = ['{root}/']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but one SELECT (or EXPLAIN) statement, with a clear message."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise CatalogError(str(exc).strip().splitlines()[0]) from exc
+    if len(statements) != 1:
+        raise CatalogError(f"give exactly one SQL statement (got {len(statements)})")
+    kind = statements[0].type
+    if kind not in READ_ONLY_STATEMENTS:
+        raise CatalogError(
+            f"refused: the catalog is read-only; {kind.name} statements are not allowed "
+            "(only SELECT queries)"
+        )
 
 
 def run_query(lake: Path, sql: str) -> QueryResult:
-    """Run read-only SQL on the catalog."""
+    """Run one read-only SQL statement on the catalog."""
     con = connect_read_only(lake)
     try:
+        check_read_only(con, sql)
         try:
             relation = con.execute(sql)
             columns = [d[0] for d in relation.description or []]

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
 
 USAGE_ERROR = 2
 
@@ -46,7 +46,8 @@ class UsageError(Exception):
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"adjudicate: error: {message}", markup=False, highlight=False)
+    # Plain echo, not Rich: an error is one line whatever the terminal width.
+    typer.echo(f"adjudicate: error: {' '.join(message.split())}", err=True)
     return typer.Exit(USAGE_ERROR)
 
 
@@ -84,6 +85,14 @@ def run(
         select_ruleset(load_rulesets(rules_dir), chosen_date, ruleset)
     except (ReferenceDataError, RuleSetError) as exc:
         raise fail(str(exc)) from None
+    if source_url is not None:
+        # The password goes to the flow through the environment, never as a
+        # parameter that Prefect would store and show.
+        from claimsflow.sql_source import PASSWORD_ENV, split_password
+
+        source_url, password = split_password(source_url)
+        if password is not None:
+            os.environ[PASSWORD_ENV] = password
     configure_prefect_environment()
     from flows.nightly import nightly_adjudication
 
@@ -174,8 +183,8 @@ def _print_summary(table: list[dict[str, Any]], lines: list[str], lake: Path) ->
         columns = list(table[0])
         _print_rows(columns, [tuple(row[c] for c in columns) for row in table], "table")
     for line in lines:
-        out.print(line, markup=False, highlight=False)
-    out.print(f"catalog: {lake / 'catalog.duckdb'}", markup=False, highlight=False)
+        typer.echo(line)
+    typer.echo(f"catalog: {lake / 'catalog.duckdb'}")
 
 
 def _cell(value: Any) -> Any:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import polars as pl
 
+from claimsflow.faults import crash_point
+
 UTC_TS = pl.Datetime("us", "UTC")
 
 TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -145,6 +147,18 @@ def ensure_lake(lake: Path) -> None:
         _write_parquet_atomically(pl.DataFrame(schema=TABLE_SCHEMAS["batch"]), empty_skips, lake)
 
 
+def clean_staging(lake: Path) -> int:
+    """Remove work a killed run left half-done; call only while holding the writer lock."""
+    removed = 0
+    for leftover in staging_dir(lake).glob("*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def batch_recorded(lake: Path, batch_id: str) -> bool:
     return (batches_dir(lake) / batch_id).is_dir()
 
@@ -208,7 +222,9 @@ def _publish_folder(
             path = aside / f"{table}.parquet"
             frame.write_parquet(path, compression="zstd", statistics=True)
             _fsync(path)
+            crash_point("while-writing-parquet")
         _fsync(aside)
+        crash_point("before-publish")
         try:
             os.rename(aside, target)
         except OSError as exc:

@@ -60,7 +60,8 @@ def explain_case(lake: Path, case_id: str) -> str:
     lines = [
         f"Case {case_id}: {decision['status']}"
         f" ({decision['ruleset_name']} v{decision['ruleset_version']},"
-        f" batch {decision['batch_id'][:12]}, decided {decision['decided_at']:%Y-%m-%d %H:%M:%S %Z})",
+        f" batch {decision['batch_id'][:12]},"
+        f" decided {decision['decided_at']:%Y-%m-%d %H:%M:%S %Z})",
         "",
         "Inputs:",
     ]

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from claimsflow import eventlog
+from claimsflow.faults import crash_point
 from claimsflow.history import History
 from claimsflow.pricing import price
 from claimsflow.reading import UnreadableBatch, batch_format, read_batch_bytes
@@ -193,6 +194,7 @@ def process_batch_file(
         raise ValueError(f"{path} is not a batch file")
     try:
         raw = read_batch_bytes(data, fmt)
+        crash_point("after-read")
     except UnreadableBatch as exc:
         reason = str(exc)
         eventlog.quarantine(run.lake, batch_id, path.name, data, reason)
@@ -248,6 +250,7 @@ def _decide_and_record(
     seq_range: tuple[int, int] | None,
 ) -> tuple[BatchOutcome, History]:
     decision = decide_batch(raw, run.reference, run.ruleset, history)
+    crash_point("after-validation")
     tables = batch_events(
         decision,
         batch_id=batch_id,
@@ -262,6 +265,7 @@ def _decide_and_record(
         eventlog.record_batch(run.lake, batch_id, tables)
     except eventlog.BatchAlreadyRecorded:
         return _skip(run, batch_id, source, source_kind, started), history
+    crash_point("after-publish")
     decided = decision.decisions.select(*CASE_PAYLOAD_COLUMNS, "status", "deductible_cents")
     counts = dict(decision.decisions["status"].value_counts().iter_rows())
     outcome = BatchOutcome(

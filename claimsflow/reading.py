@@ -113,6 +113,15 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     col = pl.col(name)
     if dtype == pl.Date:
         return col.dt.strftime("%Y-%m-%d").alias(name)
+    if isinstance(dtype, pl.Datetime):
+        # A timestamp at midnight is a date written by a tool that has no date
+        # type; any other time of day is not a date and fails its column's check.
+        return (
+            pl.when(col.dt.time() == pl.time(0))
+            .then(col.dt.strftime("%Y-%m-%d"))
+            .otherwise(col.cast(pl.String))
+            .alias(name)
+        )
     if dtype == pl.Boolean:
         return pl.when(col).then(pl.lit("true")).when(~col).then(pl.lit("false")).alias(name)
     if dtype.is_nested():

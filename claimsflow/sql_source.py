@@ -31,6 +31,24 @@ class SqlIncrement:
     problem: str | None = None  # set when the rows cannot form a case batch
 
 
+PASSWORD_ENV = "CLAIMS_SOURCE_PASSWORD"
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password, and the password (None when there is none)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.password is None:
+        return url, None
+    return parsed.set(password=None).render_as_string(hide_password=False), str(parsed.password)
+
+
+def with_password(url: str, password: str | None) -> str:
+    """The URL with `password` (from the environment or a secret store) filled in."""
+    if not password:
+        return url
+    return sa.engine.make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
 def source_label(url: str, table: str) -> str:
     """How the source is named in the batch records (password hidden)."""
     safe = sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -14,7 +14,8 @@ from prefect.logging import get_run_logger
 from pydantic import Field
 
 from claimsflow import eventlog
-from claimsflow.pipeline import RunContext
+from claimsflow.lake_lock import writer_lock
+from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.run_summary import RunSummary
 from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE, RULES_DIR
 from tasks.adjudication import (
@@ -47,30 +48,42 @@ def nightly_adjudication(
     ] = None,
     rules_dir: Annotated[str, Field(description="Folder of rule-set files.")] = str(RULES_DIR),
     source_url: Annotated[
-        str | None, Field(description="SQLAlchemy URL of a staging database (optional).")
+        str | None,
+        Field(description="SQLAlchemy URL of a staging database, without its password."),
     ] = None,
     source_table: Annotated[
         str | None, Field(description="Staging table with an ingest_seq column (optional).")
     ] = None,
+    source_secret: Annotated[
+        str | None,
+        Field(
+            description="Name of a Prefect Secret block holding the source's password "
+            "(else the CLAIMS_SOURCE_PASSWORD environment variable is used)."
+        ),
+    ] = None,
 ) -> RunSummary:
     """Adjudicate every new batch of the inbox (then the SQL source), in name order."""
+    logger = get_run_logger()
     lake_path = Path(lake)
-    eventlog.ensure_lake(lake_path)
     reference_data = load_reference_data(Path(reference))
     chosen = load_rule_set(Path(rules_dir), ruleset, run_date or dt.datetime.now(dt.UTC).date())
-    history = rebuild_history(lake_path)
-    run = RunContext(lake_path, reference_data, chosen, _run_id())
-    batches, ignored = discover_batches(Path(inbox))
-    outcomes = []
-    for path in batches:
-        outcome, history = adjudicate_file(path, run, history)
-        outcomes.append(outcome)
-    if source_url and source_table:
-        increment = pull_sql_increment(source_url, source_table, lake_path)
-        if increment is not None:
-            outcome, history = adjudicate_sql_increment(increment, run, history)
+    outcomes: list[BatchOutcome] = []
+    # One writer per lake: every batch must see every decision before it (spec §6).
+    with writer_lock(lake_path, on_wait=logger.warning):
+        eventlog.ensure_lake(lake_path)
+        eventlog.clean_staging(lake_path)
+        history = rebuild_history(lake_path)
+        run = RunContext(lake_path, reference_data, chosen, _run_id())
+        batches, ignored = discover_batches(Path(inbox))
+        for path in batches:
+            outcome, history = adjudicate_file(path, run, history)
             outcomes.append(outcome)
-    refresh_catalog(lake_path)
+        if source_url and source_table:
+            increment = pull_sql_increment(source_url, source_table, lake_path, source_secret)
+            if increment is not None:
+                outcome, history = adjudicate_sql_increment(increment, run, history)
+                outcomes.append(outcome)
+        refresh_catalog(lake_path)
     summary = RunSummary(
         run_id=run.run_id,
         ruleset=chosen.label,
@@ -82,7 +95,6 @@ def nightly_adjudication(
         key="nightly-batches",
         description=f"Batches of run {run.run_id} ({chosen.label})",
     )
-    logger = get_run_logger()
     for line in summary.lines():
         (logger.warning if summary.exit_code else logger.info)(line)
     return summary

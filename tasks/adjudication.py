@@ -7,6 +7,7 @@ idempotency comes from the event log's batch identity, not from Prefect's cache.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from prefect import task
@@ -18,7 +19,7 @@ from claimsflow.history import History
 from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.reference import Reference, load_reference
 from claimsflow.rules.ruleset import RuleSet, load_rulesets, select_ruleset
-from claimsflow.sql_source import SqlIncrement, pull_increment
+from claimsflow.sql_source import PASSWORD_ENV, SqlIncrement, pull_increment, with_password
 
 
 @task(name="load-reference-data", cache_policy=NONE)
@@ -61,8 +62,19 @@ def adjudicate_file(path: Path, run: RunContext, history: History) -> tuple[Batc
     retries=3,
     retry_delay_seconds=[2, 10, 30],
 )
-def pull_sql_increment(url: str, table: str, lake: Path) -> SqlIncrement | None:
-    return pull_increment(url, table, lake)
+def pull_sql_increment(
+    url: str, table: str, lake: Path, secret_block: str | None = None
+) -> SqlIncrement | None:
+    """Pull new rows; the password comes from a Secret block or CLAIMS_SOURCE_PASSWORD,
+    so it never travels in flow parameters, logs or events."""
+    if secret_block:
+        from prefect.blocks.system import Secret
+
+        block: Secret[str] = Secret.load(secret_block)  # type: ignore[assignment]
+        password: str | None = str(block.get())
+    else:
+        password = os.environ.get(PASSWORD_ENV)
+    return pull_increment(with_password(url, password), table, lake)
 
 
 @task(name="adjudicate-sql-increment", cache_policy=NONE)

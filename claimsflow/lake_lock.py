@@ -1,0 +1,59 @@
+"""One writer per lake at a time.
+
+Every batch needs the decisions of every batch before it (spec §6), so two runs
+on the same lake must not interleave: a run holds an exclusive lock on
+`lake/.writer.lock` from the moment it rebuilds its history until its catalog is
+refreshed. A second run waits for it (or gives up after `timeout` seconds), then
+sees the first run's batches as already recorded and skips them.
+The lock is an OS file lock (flock): released by the kernel when a holder dies,
+so a killed run never leaves the lake locked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_FILE = ".writer.lock"
+
+
+class LakeBusy(Exception):
+    """Another run held the lake's writer lock for longer than we would wait."""
+
+
+@contextmanager
+def writer_lock(
+    lake: Path,
+    timeout: float = 3600.0,
+    on_wait: Callable[[str], None] | None = None,
+    poll: float = 0.2,
+) -> Iterator[None]:
+    lake.mkdir(parents=True, exist_ok=True)
+    path = lake / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told and on_wait is not None:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    on_wait(f"lake {lake} is being written by another run (pid {holder}); waiting")
+                    told = True
+                if time.monotonic() >= deadline:
+                    raise LakeBusy(
+                        f"{lake}: another run still holds the writer lock after {timeout:.0f}s"
+                    ) from None
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
