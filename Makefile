@@ -8,7 +8,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run test lint typecheck unit bench clean serve stop
 
 install: $(STAMP)
 
@@ -37,6 +37,19 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/python -m bench
+
+# A real Prefect server (SQLite in .prefect/, or PREFECT_API_DATABASE_CONNECTION_URL),
+# the claims-process work pool, the deployments of prefect.yaml and a worker.
+# `make serve PORT=4300` for another port; `make stop` ends what it started.
+HOST ?= 127.0.0.1
+PORT ?= 4200
+
+serve: install
+	$(BIN)/adjudicate generate --out data --if-empty
+	$(BIN)/python -m flows.serving start --host $(HOST) --port $(PORT)
+
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m flows.serving stop; fi
 
 clean:
 	rm -rf $(VENV) .prefect .mypy_cache .ruff_cache .pytest_cache

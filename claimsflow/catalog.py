@@ -8,6 +8,7 @@ visible at once. The catalog file is rebuilt aside and renamed into place.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,7 @@ class CatalogError(Exception):
 
 #: Statement types an analyst may run; everything else is refused before it runs.
 READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN\s*(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\s+)?", re.IGNORECASE)
 
 
 def connect_read_only(lake: Path) -> duckdb.DuckDBPyConnection:
@@ -129,7 +131,10 @@ def connect_read_only(lake: Path) -> duckdb.DuckDBPyConnection:
     path = catalog_path(lake)
     if not path.is_file():
         raise CatalogError(f"{path}: no catalog here (run `adjudicate run` first)")
-    con = duckdb.connect(str(path), read_only=True, config=_offline_config())
+    try:
+        con = duckdb.connect(str(path), read_only=True, config=_offline_config())
+    except duckdb.Error as exc:
+        raise CatalogError(f"{path}: cannot be opened: {_first_line(exc)}") from exc
     root = str(lake.resolve()).replace("'", "''")
     con.execute(f"SET allowed_directories = ['{root}/']")
     con.execute("SET enable_external_access = false")
@@ -142,13 +147,23 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise CatalogError(str(exc).strip().splitlines()[0]) from exc
+        raise CatalogError(_first_line(exc)) from exc
     if len(statements) != 1:
         raise CatalogError(f"give exactly one SQL statement (got {len(statements)})")
-    kind = statements[0].type
-    if kind not in READ_ONLY_STATEMENTS:
+    statement = statements[0]
+    if statement.type == duckdb.StatementType.EXPLAIN:
+        # EXPLAIN ANALYZE runs the statement it explains: that one must be a query too.
+        inner = _EXPLAIN_PREFIX.sub("", statement.query, count=1)
+        if inner == statement.query:
+            raise CatalogError("refused: write EXPLAIN [ANALYZE] followed by a SELECT query")
+        check_read_only(con, inner)
+        return
+    if statement.type not in READ_ONLY_STATEMENTS:
+        words = statement.query.split(maxsplit=1)
+        keyword = words[0].upper() if words else ""
+        kind = keyword if keyword.isalpha() and keyword != "WITH" else statement.type.name
         raise CatalogError(
-            f"refused: the catalog is read-only; {kind.name} statements are not allowed "
+            f"refused: the catalog is read-only; {kind} statements are not allowed "
             "(only SELECT queries)"
         )
 
@@ -163,11 +178,15 @@ def run_query(lake: Path, sql: str) -> QueryResult:
             columns = [d[0] for d in relation.description or []]
             rows = relation.fetchall()
         except duckdb.Error as exc:
-            message = str(exc).strip().splitlines()[0]
-            raise CatalogError(message) from exc
+            raise CatalogError(_first_line(exc)) from exc
     finally:
         con.close()
     return QueryResult(columns, rows)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _offline_config() -> dict[str, str | bool | int | float | list[str]]:

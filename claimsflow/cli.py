@@ -29,6 +29,8 @@ from claimsflow.settings import (
     configure_prefect_environment,
 )
 
+DEFAULT_REPORTS = Path("reports")
+
 app = typer.Typer(
     name="adjudicate",
     help="Nightly claims adjudication: run, query, explain, generate.",
@@ -169,6 +171,50 @@ def explain(
     typer.echo(text)
 
 
+@app.command("what-if")
+def what_if(
+    date_from: Annotated[
+        str, typer.Option("--from", help="First received_date to replay (YYYY-MM-DD).")
+    ],
+    date_to: Annotated[
+        str, typer.Option("--to", help="Last received_date to replay (YYYY-MM-DD).")
+    ],
+    ruleset: Annotated[str, typer.Option(help="Candidate rule-set version (e.g. 2).")],
+    lake: Annotated[Path, typer.Option(help="Lake folder (read only).")] = DEFAULT_LAKE,
+    reference: Annotated[Path, typer.Option(help="Reference data folder.")] = DEFAULT_REFERENCE,
+    rules_dir: Annotated[Path, typer.Option(help="Folder of rule-set files.")] = RULES_DIR,
+    reports: Annotated[
+        Path, typer.Option(help="Folder for the what-if-<timestamp>.parquet report.")
+    ] = DEFAULT_REPORTS,
+    sample: Annotated[int, typer.Option(min=0, help="Changed cases to show.")] = 10,
+) -> None:
+    """Replay a received-date range through a candidate rule set; record nothing."""
+    from claimsflow.reference import ReferenceDataError, load_reference
+    from claimsflow.rules.ruleset import RuleSetError, load_rulesets, select_ruleset
+    from claimsflow.whatif import WhatIfError, simulate, write_report
+
+    first = _parse_date(date_from, "--from")
+    last = _parse_date(date_to, "--to")
+    if first is None or last is None:  # pragma: no cover - both options are required
+        raise fail("--from and --to are required")
+    try:
+        candidate = select_ruleset(load_rulesets(rules_dir), last, ruleset)
+        result = simulate(lake, load_reference(reference), candidate, first, last)
+    except (ReferenceDataError, RuleSetError, WhatIfError) as exc:
+        raise fail(str(exc)) from None
+    path = write_report(result, reports)
+    for line in result.summary_lines():
+        typer.echo(line)
+    for title, frame in (
+        ("status changes (old -> new)", result.transitions),
+        ("reason codes", result.reason_codes),
+        (f"sample of changed cases (first {sample})", result.sample(sample)),
+    ):
+        typer.echo(title + ":")
+        _print_rows(frame.columns, frame.rows(), "table")
+    typer.echo(f"report: {path}")
+
+
 def _parse_date(text: str | None, option: str) -> dt.date | None:
     if text is None:
         return None
@@ -195,6 +241,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula, prefixed with `'` to keep it text."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def _print_rows(columns: list[str], rows: Sequence[tuple[Any, ...]], output: str) -> None:
     if output == "json":
         records = [
@@ -210,7 +267,7 @@ def _print_rows(columns: list[str], rows: Sequence[tuple[Any, ...]], output: str
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([[_cell(v) for v in row] for row in rows])
+        writer.writerows([[_csv_cell(_cell(v)) for v in row] for row in rows])
         sys.stdout.write(buffer.getvalue())
         return
     table = Table(show_lines=False)

@@ -10,7 +10,9 @@ Layout under the lake directory:
         rejections.parquet       rejected rows with raw values and errors
     events/batches/_empty/       the same files with no rows, so that readers'
                                  globs always match (a fresh lake is queryable)
-    events/skips/<run>-<batch_id>.parquet   SKIPPED records (and an empty _empty.parquet)
+    events/skips/<run>-<batch_id>[-<n>].parquet   SKIPPED records (and an empty
+                                 _empty.parquet); -<n> when a run skips the same
+                                 bytes under several names
     quarantine/<batch_id>/<file name> + reason.txt
     _staging/                    work in progress, invisible to readers
 
@@ -21,6 +23,7 @@ Nothing here rewrites or deletes a recorded file.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
@@ -175,11 +178,22 @@ def record_batch(lake: Path, batch_id: str, tables: dict[str, pl.DataFrame]) -> 
 
 
 def record_skip(lake: Path, run_id: str, record: pl.DataFrame) -> Path:
-    """Append a SKIPPED batch record (a file of its own, written aside then renamed)."""
+    """Append a SKIPPED batch record (a file of its own, written aside then linked in).
+
+    A run can skip the same bytes more than once (copies under several names):
+    each skip gets a file of its own, and no earlier record is ever replaced.
+    """
     batch_id = record["batch_id"][0]
-    target = skips_dir(lake) / f"{run_id}-{batch_id}.parquet"
-    _write_parquet_atomically(conform("batch", record), target, lake)
-    return target
+    aside = _write_aside(conform("batch", record), lake, f"skip-{batch_id}")
+    try:
+        for n in itertools.count():
+            suffix = f"-{n}" if n else ""
+            target = skips_dir(lake) / f"{run_id}-{batch_id}{suffix}.parquet"
+            if _link_new(aside, target):
+                return target
+    finally:
+        aside.unlink(missing_ok=True)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def quarantine(lake: Path, batch_id: str, name: str, data: bytes, reason: str) -> Path:
@@ -241,10 +255,32 @@ def _publish_folder(
 
 
 def _write_parquet_atomically(frame: pl.DataFrame, target: Path, lake: Path) -> None:
-    aside = staging_dir(lake) / f"{target.name}.{uuid.uuid4().hex}"
+    """Write `target` whole or not at all; an existing file is left as it is."""
+    aside = _write_aside(frame, lake, target.name)
+    try:
+        _link_new(aside, target)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def _write_aside(frame: pl.DataFrame, lake: Path, stem: str) -> Path:
+    aside = staging_dir(lake) / f"{stem}.{uuid.uuid4().hex}"
     frame.write_parquet(aside, compression="zstd")
     _fsync(aside)
-    os.rename(aside, target)
+    return aside
+
+
+def _link_new(aside: Path, target: Path) -> bool:
+    """Make `aside` visible as `target` in one step, unless `target` exists.
+
+    Unlike rename, a hard link never replaces an existing file: False then.
+    """
+    try:
+        os.link(aside, target)
+    except FileExistsError:
+        return False
+    _fsync(target.parent)
+    return True
 
 
 def _fsync(path: Path) -> None:

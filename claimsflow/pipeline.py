@@ -198,6 +198,7 @@ def process_batch_file(
     except UnreadableBatch as exc:
         reason = str(exc)
         eventlog.quarantine(run.lake, batch_id, path.name, data, reason)
+        crash_point("after-quarantine")
         record = rejected_batch_record(batch_id, source, reason, run.run_id, run.clock())
         try:
             eventlog.record_batch(run.lake, batch_id, {"batch": record})

@@ -31,7 +31,7 @@ class SqlIncrement:
     problem: str | None = None  # set when the rows cannot form a case batch
 
 
-PASSWORD_ENV = "CLAIMS_SOURCE_PASSWORD"
+PASSWORD_ENV = "CLAIMS_SOURCE_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
 def split_password(url: str) -> tuple[str, str | None]:
@@ -67,8 +67,14 @@ def high_water_mark(lake: Path, source: str) -> int:
     return int(value) if value is not None else 0
 
 
-def pull_increment(url: str, table: str, lake: Path) -> SqlIncrement | None:
-    """The rows above the high-water mark, as a text batch, or None when there are none."""
+def pull_increment(
+    url: str, table: str, lake: Path, up_to: int | None = None
+) -> SqlIncrement | None:
+    """The rows above the high-water mark, as a text batch, or None when there are none.
+
+    `up_to` caps the pull at that ingest_seq (an ad-hoc run of a slice of the backlog);
+    the lower bound is always the high-water mark, so no row is pulled twice.
+    """
     source = source_label(url, table)
     mark = high_water_mark(lake, source)
     try:
@@ -81,6 +87,8 @@ def pull_increment(url: str, table: str, lake: Path) -> SqlIncrement | None:
             if SEQ not in staged.c:
                 raise SqlSourceError(f"{source}: table has no {SEQ} column")
             query = sa.select(staged).where(staged.c[SEQ] > mark).order_by(staged.c[SEQ])
+            if up_to is not None:
+                query = query.where(staged.c[SEQ] <= up_to)
             frame = pl.read_database(query, connection=connection, infer_schema_length=None)
     except sa.exc.NoSuchTableError as exc:
         raise SqlSourceError(f"{source}: no such table {table!r}") from exc

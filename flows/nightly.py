@@ -3,77 +3,73 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated
 
 from prefect import flow
-from prefect.artifacts import create_table_artifact
 from prefect.context import get_run_context
-from prefect.logging import get_run_logger
 from pydantic import Field
 
-from claimsflow import eventlog
-from claimsflow.lake_lock import writer_lock
 from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.run_summary import RunSummary
-from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE, RULES_DIR
+from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE
+from flows.common import RULES_FOLDER, finish_batch_run
 from tasks.adjudication import (
     adjudicate_file,
     adjudicate_sql_increment,
     discover_batches,
     load_reference_data,
     load_rule_set,
+    open_lake,
     pull_sql_increment,
-    rebuild_history,
     refresh_catalog,
+    take_writer_lock,
 )
+
+#: Seconds one attempt waits for another run's writer lock (then retried with back-off).
+LOCK_WAIT_SECONDS = 900
 
 
 @flow(name="nightly-adjudication", log_prints=True)
 def nightly_adjudication(
-    inbox: Annotated[str, Field(description="Folder of case batch files.")] = str(DEFAULT_INBOX),
-    reference: Annotated[
-        str, Field(description="Folder with members.csv, providers.csv, fee_schedule.csv.")
-    ] = str(DEFAULT_REFERENCE),
-    lake: Annotated[str, Field(description="Lake folder: event log and catalog.duckdb.")] = str(
-        DEFAULT_LAKE
-    ),
-    ruleset: Annotated[
-        str | None,
-        Field(description="Rule-set version to use; empty = the one in effect on the run date."),
-    ] = None,
-    run_date: Annotated[
-        dt.date | None, Field(description="Date that selects the rule set; empty = today (UTC).")
-    ] = None,
-    rules_dir: Annotated[str, Field(description="Folder of rule-set files.")] = str(RULES_DIR),
-    source_url: Annotated[
-        str | None,
-        Field(description="SQLAlchemy URL of a staging database, without its password."),
-    ] = None,
-    source_table: Annotated[
-        str | None, Field(description="Staging table with an ingest_seq column (optional).")
-    ] = None,
-    source_secret: Annotated[
-        str | None,
-        Field(
-            description="Name of a Prefect Secret block holding the source's password "
-            "(else the CLAIMS_SOURCE_PASSWORD environment variable is used)."
-        ),
-    ] = None,
+    inbox: str = str(DEFAULT_INBOX),
+    reference: str = str(DEFAULT_REFERENCE),
+    lake: str = str(DEFAULT_LAKE),
+    ruleset: str | None = None,
+    run_date: dt.date | None = None,
+    rules_dir: str = RULES_FOLDER,
+    source_url: str | None = None,
+    source_table: str | None = None,
+    source_secret: str | None = None,
+    lock_wait_seconds: Annotated[int, Field(ge=1)] = LOCK_WAIT_SECONDS,
 ) -> RunSummary:
-    """Adjudicate every new batch of the inbox (then the SQL source), in name order."""
-    logger = get_run_logger()
+    """Adjudicate every new batch of the inbox (then the SQL source), in name order.
+
+    Args:
+        inbox: Folder of case batch files (relative paths are from the project folder).
+        reference: Folder with members.csv, providers.csv and fee_schedule.csv.
+        lake: Lake folder: event log and catalog.duckdb.
+        ruleset: Rule-set version to use; empty = the one in effect on the run date.
+        run_date: Date that selects the rule set; empty = today (UTC).
+        rules_dir: Folder of rule-set files (relative paths are from the project folder).
+        source_url: SQLAlchemy URL of a staging database, without its password (optional).
+        source_table: Staging table with an ingest_seq column (optional).
+        source_secret: Name of a Prefect Secret block holding the source's password
+            (else the CLAIMS_SOURCE_PASSWORD environment variable is used).
+        lock_wait_seconds: How long one attempt waits for another run on the same lake
+            before retrying with back-off.
+    """
+    started = time.perf_counter()
     lake_path = Path(lake)
     reference_data = load_reference_data(Path(reference))
     chosen = load_rule_set(Path(rules_dir), ruleset, run_date or dt.datetime.now(dt.UTC).date())
     outcomes: list[BatchOutcome] = []
     # One writer per lake: every batch must see every decision before it (spec §6).
-    with writer_lock(lake_path, on_wait=logger.warning):
-        eventlog.ensure_lake(lake_path)
-        eventlog.clean_staging(lake_path)
-        history = rebuild_history(lake_path)
-        run = RunContext(lake_path, reference_data, chosen, _run_id())
+    with take_writer_lock(lake_path, lock_wait_seconds):
+        history = open_lake(lake_path)
+        run = RunContext(lake_path, reference_data, chosen, flow_run_id())
         batches, ignored = discover_batches(Path(inbox))
         for path in batches:
             outcome, history = adjudicate_file(path, run, history)
@@ -90,17 +86,16 @@ def nightly_adjudication(
         batches=outcomes,
         ignored=[p.name for p in ignored],
     )
-    create_table_artifact(
-        table=summary.batch_table(),
-        key="nightly-batches",
-        description=f"Batches of run {run.run_id} ({chosen.label})",
+    return finish_batch_run(
+        summary,
+        artifact_prefix="nightly",
+        title="nightly-adjudication",
+        seconds=time.perf_counter() - started,
     )
-    for line in summary.lines():
-        (logger.warning if summary.exit_code else logger.info)(line)
-    return summary
 
 
-def _run_id() -> str:
+def flow_run_id() -> str:
+    """The Prefect flow run's id (one per run, as the event log's run_id), else a new one."""
     try:
         context = get_run_context()
         return str(context.flow_run.id) if context.flow_run else uuid.uuid4().hex  # type: ignore[union-attr]

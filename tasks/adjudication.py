@@ -1,30 +1,47 @@
-"""Tasks of the nightly run. Each wraps one stage of `claimsflow`; none holds logic.
+"""Tasks of the adjudication runs. Each wraps one stage of `claimsflow`; none holds logic.
 
 Caching is off (`NONE`): inputs are frames and run state, and a re-run's
 idempotency comes from the event log's batch identity, not from Prefect's cache.
+Only reads that may fail transiently are retried (see tasks/retry.py); a task
+that records a batch is never retried, since a retry after the batch was
+published would see it as already recorded and skip it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 
-from claimsflow import catalog, pipeline
+from claimsflow import catalog, eventlog, pipeline
 from claimsflow.history import History
+from claimsflow.lake_lock import writer_lock
 from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.reference import Reference, load_reference
 from claimsflow.rules.ruleset import RuleSet, load_rulesets, select_ruleset
 from claimsflow.sql_source import PASSWORD_ENV, SqlIncrement, pull_increment, with_password
+from tasks.retry import LOCK_BACKOFF, SOURCE_BACKOFF, retry_on_transient
 
 
 @task(name="load-reference-data", cache_policy=NONE)
 def load_reference_data(reference_dir: Path) -> Reference:
-    return load_reference(reference_dir)
+    started = time.perf_counter()
+    reference = load_reference(reference_dir)
+    get_run_logger().info(
+        "reference data %s: %d member span(s), %d provider(s), %d fee(s) in %.2fs",
+        reference_dir,
+        reference.members.height,
+        reference.providers.height,
+        reference.fee_schedule.height,
+        time.perf_counter() - started,
+    )
+    return reference
 
 
 @task(name="load-rule-set", cache_policy=NONE)
@@ -34,9 +51,43 @@ def load_rule_set(rules_dir: Path, version: str | None, run_date: dt.date) -> Ru
     return ruleset
 
 
-@task(name="rebuild-history", cache_policy=NONE)
-def rebuild_history(lake: Path) -> History:
-    return History.from_lake(lake)
+@task(
+    name="take-writer-lock",
+    cache_policy=NONE,
+    retries=len(LOCK_BACKOFF),
+    retry_delay_seconds=LOCK_BACKOFF,
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_transient,
+)
+def take_writer_lock(lake: Path, wait_seconds: float) -> ExitStack:
+    """Hold the lake's writer lock until the returned stack is closed.
+
+    Waits up to `wait_seconds` for another run to finish; then `LakeBusy`, which
+    is retried with back-off. The lock is an flock on a descriptor of this process,
+    so it stays held across the tasks the flow runs while the stack is open.
+    """
+    held = ExitStack()
+    held.enter_context(writer_lock(lake, timeout=wait_seconds, on_wait=get_run_logger().warning))
+    return held
+
+
+@task(name="open-lake", cache_policy=NONE)
+def open_lake(lake: Path) -> History:
+    """Prepare the lake for writing (under the lock) and rebuild the history from it."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    eventlog.ensure_lake(lake)
+    removed = eventlog.clean_staging(lake)
+    if removed:
+        logger.warning("removed %d leftover(s) of an interrupted run from %s", removed, lake)
+    history = History.from_lake(lake)
+    logger.info(
+        "history of %s: %d decided case(s), rebuilt in %.2fs",
+        lake,
+        history.decided_case_ids.len(),
+        time.perf_counter() - started,
+    )
+    return history
 
 
 @task(name="discover-batches", cache_policy=NONE)
@@ -59,14 +110,21 @@ def adjudicate_file(path: Path, run: RunContext, history: History) -> tuple[Batc
 @task(
     name="pull-sql-increment",
     cache_policy=NONE,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
+    retries=len(SOURCE_BACKOFF),
+    retry_delay_seconds=SOURCE_BACKOFF,
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_transient,
 )
 def pull_sql_increment(
-    url: str, table: str, lake: Path, secret_block: str | None = None
+    url: str,
+    table: str,
+    lake: Path,
+    secret_block: str | None = None,
+    up_to: int | None = None,
 ) -> SqlIncrement | None:
-    """Pull new rows; the password comes from a Secret block or CLAIMS_SOURCE_PASSWORD,
-    so it never travels in flow parameters, logs or events."""
+    """Pull new rows (up to ingest_seq `up_to` when given); the password comes from a
+    Secret block or CLAIMS_SOURCE_PASSWORD, so it never travels in flow parameters,
+    logs or events."""
     if secret_block:
         from prefect.blocks.system import Secret
 
@@ -74,7 +132,10 @@ def pull_sql_increment(
         password: str | None = str(block.get())
     else:
         password = os.environ.get(PASSWORD_ENV)
-    return pull_increment(with_password(url, password), table, lake)
+    increment = pull_increment(with_password(url, password), table, lake, up_to)
+    if increment is None:
+        get_run_logger().info("%s: no rows above the high-water mark", table)
+    return increment
 
 
 @task(name="adjudicate-sql-increment", cache_policy=NONE)
@@ -88,7 +149,10 @@ def adjudicate_sql_increment(
 
 @task(name="refresh-catalog", cache_policy=NONE)
 def refresh_catalog(lake: Path) -> Path:
-    return catalog.refresh_catalog(lake)
+    started = time.perf_counter()
+    path = catalog.refresh_catalog(lake)
+    get_run_logger().info("catalog %s refreshed in %.2fs", path, time.perf_counter() - started)
+    return path
 
 
 def _log_outcome(outcome: BatchOutcome) -> None:

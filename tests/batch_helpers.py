@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -30,6 +30,11 @@ CASE_HEADER: tuple[str, ...] = (
 )
 REQUIRED_HEADER: tuple[str, ...] = CASE_HEADER[:-1]
 
+#: Types of the factory fixtures in conftest.py.
+CsvWriter = Callable[..., Path]
+InboxRunner = Callable[[], list[BatchOutcome]]
+RunFactory = Callable[[str], RunContext]
+
 # A tiny, hand-written reference set (spec §2).
 #   M001: one open span from 2024-01-01, deductible 500.00, coinsurance 20 %.
 #   M002: 2023 span, then a span from 2024-03-01 (gap Jan-Feb 2024).
@@ -42,10 +47,7 @@ MEMBERS_CSV = (
     "M002,2024-03-01,,250.00,0\n"
 )
 PROVIDERS_CSV = (
-    "provider_id,status,in_network\n"
-    "P001,ACTIVE,true\n"
-    "P002,SUSPENDED,true\n"
-    "P003,ACTIVE,false\n"
+    "provider_id,status,in_network\nP001,ACTIVE,true\nP002,SUSPENDED,true\nP003,ACTIVE,false\n"
 )
 FEE_SCHEDULE_CSV = (
     "procedure_code,allowed_amount,prior_auth_required,max_units\n"

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from tests.batch_helpers import run_inbox, write_csv, write_reference
 
+from claimsflow import eventlog
 from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.reference import Reference, load_reference
 from claimsflow.rules.ruleset import RuleSet, load_ruleset
 from claimsflow.settings import RULES_DIR
+from tests.batch_helpers import (
+    CsvWriter,
+    InboxRunner,
+    RunFactory,
+    run_inbox,
+    write_csv,
+    write_reference,
+)
 
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
-
-CsvWriter = Callable[..., Path]
-InboxRunner = Callable[[], list[BatchOutcome]]
 
 
 @pytest.fixture
@@ -62,22 +67,37 @@ def write_batch(inbox: Path) -> CsvWriter:
 
 
 @pytest.fixture
-def run_context(lake: Path, reference: Reference, ruleset_v1: RuleSet) -> RunContext:
-    """A run on the fixture lake with a clock that ticks one second per call."""
-    ticks = itertools.count()
-    start = dt.datetime(2025, 1, 15, 2, 0, tzinfo=dt.UTC)
+def make_run(lake: Path, reference: Reference, ruleset_v1: RuleSet) -> RunFactory:
+    """make_run(run_id) -> a run on the fixture lake; its clock ticks one second per call.
 
-    def clock() -> dt.datetime:
-        return start + dt.timedelta(seconds=next(ticks))
+    Every run id must be new, as the nightly flow's are (one per Prefect flow run).
+    """
+    runs = itertools.count()
 
-    return RunContext(lake, reference, ruleset_v1, "test-run-1", clock)
+    def make(run_id: str) -> RunContext:
+        ticks = itertools.count()
+        start = dt.datetime(2025, 1, 15, 2, 0, tzinfo=dt.UTC) + dt.timedelta(days=next(runs))
+
+        def clock() -> dt.datetime:
+            return start + dt.timedelta(seconds=next(ticks))
+
+        eventlog.ensure_lake(lake)  # as the nightly flow does before any batch
+        return RunContext(lake, reference, ruleset_v1, run_id, clock)
+
+    return make
 
 
 @pytest.fixture
-def run_fixture_inbox(inbox: Path, run_context: RunContext) -> InboxRunner:
-    """Process the fixture inbox once per call (history rebuilt from the lake each time)."""
+def run_context(make_run: RunFactory) -> RunContext:
+    return make_run("test-run-1")
+
+
+@pytest.fixture
+def run_fixture_inbox(inbox: Path, make_run: RunFactory) -> InboxRunner:
+    """Process the fixture inbox as one new run per call (history rebuilt from the lake)."""
+    runs = itertools.count(1)
 
     def run() -> list[BatchOutcome]:
-        return run_inbox(inbox, run_context)
+        return run_inbox(inbox, make_run(f"inbox-run-{next(runs)}"))
 
     return run

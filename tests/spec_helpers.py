@@ -17,7 +17,13 @@ import polars as pl
 from claimsflow.history import History
 from claimsflow.pipeline import BatchDecision, decide_batch
 from claimsflow.reading import with_row_identity
-from claimsflow.reference import Reference, load_reference
+from claimsflow.reference import (
+    Reference,
+    load_reference,
+    typed_fee_schedule,
+    typed_members,
+    typed_providers,
+)
 from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
 from claimsflow.rules.ruleset import RuleSet, load_ruleset
 from schemas.case_batch import CASE_COLUMNS
@@ -72,6 +78,29 @@ class Fee:
     max_units: str = ""
 
 
+MEMBERS_HEADER = (
+    "member_id",
+    "coverage_start",
+    "coverage_end",
+    "annual_deductible",
+    "coinsurance_percent",
+)
+PROVIDERS_HEADER = ("provider_id", "status", "in_network")
+FEES_HEADER = ("procedure_code", "allowed_amount", "prior_auth_required", "max_units")
+
+
+def _member_cells(m: Span) -> tuple[str, ...]:
+    return (m.member_id, m.start, m.end, m.deductible, str(m.coinsurance))
+
+
+def _provider_cells(p: Provider) -> tuple[str, ...]:
+    return (p.provider_id, p.status, "true" if p.in_network else "false")
+
+
+def _fee_cells(f: Fee) -> tuple[str, ...]:
+    return (f.procedure_code, f.allowed, "true" if f.prior_auth else "false", f.max_units)
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     lines = [",".join(header)]
     lines += [",".join(str(v) for v in row) for row in rows]
@@ -86,25 +115,37 @@ def write_reference(
 ) -> Reference:
     """Write members.csv, providers.csv and fee_schedule.csv and load them."""
     directory.mkdir(parents=True, exist_ok=True)
+    _write_csv(directory / "members.csv", MEMBERS_HEADER, [_member_cells(m) for m in members])
     _write_csv(
-        directory / "members.csv",
-        ("member_id", "coverage_start", "coverage_end", "annual_deductible", "coinsurance_percent"),
-        [(m.member_id, m.start, m.end, m.deductible, m.coinsurance) for m in members],
+        directory / "providers.csv", PROVIDERS_HEADER, [_provider_cells(p) for p in providers]
     )
-    _write_csv(
-        directory / "providers.csv",
-        ("provider_id", "status", "in_network"),
-        [(p.provider_id, p.status, "true" if p.in_network else "false") for p in providers],
-    )
-    _write_csv(
-        directory / "fee_schedule.csv",
-        ("procedure_code", "allowed_amount", "prior_auth_required", "max_units"),
-        [
-            (f.procedure_code, f.allowed, "true" if f.prior_auth else "false", f.max_units)
-            for f in fees
-        ],
-    )
+    _write_csv(directory / "fee_schedule.csv", FEES_HEADER, [_fee_cells(f) for f in fees])
     return load_reference(directory)
+
+
+def _text_frame(header: Sequence[str], rows: Sequence[Sequence[str]]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        [list(r) for r in rows], schema={c: pl.String for c in header}, orient="row"
+    )
+    return frame.with_row_index("row_number", offset=1).with_columns(
+        pl.col("row_number").cast(pl.Int64)
+    )
+
+
+def build_reference(
+    members: Sequence[Span], providers: Sequence[Provider], fees: Sequence[Fee]
+) -> Reference:
+    """The same typed Reference without files or the loader's checks (fast; the
+    caller guarantees valid data, e.g. non-overlapping spans)."""
+    return Reference(
+        members=typed_members(_text_frame(MEMBERS_HEADER, [_member_cells(m) for m in members])),
+        providers=typed_providers(
+            _text_frame(PROVIDERS_HEADER, [_provider_cells(p) for p in providers])
+        ),
+        fee_schedule=typed_fee_schedule(
+            _text_frame(FEES_HEADER, [_fee_cells(f) for f in fees])
+        ),
+    )
 
 
 def case(

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tests.batch_helpers import CASE_HEADER, REQUIRED_HEADER, case_row, csv_bytes
 
 from claimsflow.pipeline import discover_inbox
 from claimsflow.reading import RAW, ROW_NUMBER, UnreadableBatch, batch_format, read_batch_bytes
+from tests.batch_helpers import CASE_HEADER, REQUIRED_HEADER, case_row, csv_bytes
 
 # The same two cases in every format. Text formats carry them as the spec says;
 # the Parquet file carries typed columns (Date, Int64, Decimal, Float64).
@@ -278,6 +278,12 @@ def test_missing_required_column_in_parquet_and_jsonl() -> None:
     assert "billed_amount" in _reason(lines.encode(), "jsonl")
 
 
+def test_repeated_column_name_in_csv_header_is_unreadable() -> None:
+    header = [*CASE_HEADER, "units"]
+    data = ",".join(header).encode() + b"\n" + csv_bytes([case_row("C1")]).split(b"\n")[1] + b",2\n"
+    _reason(data, "csv")
+
+
 def test_prior_auth_id_column_is_optional() -> None:
     frame = read_batch_bytes(csv_bytes(ROWS, REQUIRED_HEADER), "csv")
     assert frame.height == 2
@@ -323,6 +329,18 @@ def test_discover_inbox_orders_batches_by_name_and_names_the_rest(tmp_path: Path
     )
     # Nothing is touched by discovery.
     assert sorted((p.name, p.read_bytes()) for p in inbox.iterdir() if p.is_file()) == before
+
+
+def test_links_leading_out_of_the_inbox_are_not_batches(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(csv_bytes(ROWS))
+    (inbox / "link.csv").symlink_to(outside)
+    (inbox / "real.csv").write_bytes(csv_bytes(ROWS))
+    batches, ignored = discover_inbox(inbox)
+    assert [p.name for p in batches] == ["real.csv"]
+    assert [p.name for p in ignored] == ["link.csv"]
 
 
 def test_discover_missing_inbox_is_empty(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from claimsflow.rules.ruleset import Rule, RuleSet
 
 APPROVED, PENDED, DENIED = "APPROVED", "PENDED", "DENIED"
 STATUS_OF_OUTCOME = {"DENY": DENIED, "PEND": PENDED}
+CODE_SEPARATOR = ","
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,18 @@ def hit_policy(ruleset: RuleSet, rules: list[Rule]) -> tuple[pl.Expr, pl.Expr]:
     """Status and reason-code expressions over the hit columns of `rules`."""
     if not rules:
         return pl.lit(APPROVED), pl.lit([], dtype=pl.List(pl.String))
-    codes = pl.concat_list(
-        pl.when(pl.col(hit_column(r))).then(pl.lit(r.reason_code)) for r in rules
-    ).list.drop_nulls()
+    # Joined text then split: an order of magnitude faster than a list of
+    # nullable literals (reason codes never contain the separator; see ruleset.py).
+    joined = pl.concat_str(
+        [pl.when(pl.col(hit_column(r))).then(pl.lit(r.reason_code)) for r in rules],
+        separator=CODE_SEPARATOR,
+        ignore_nulls=True,
+    )
+    codes = (
+        pl.when(joined == "")
+        .then(pl.lit([], dtype=pl.List(pl.String)))
+        .otherwise(joined.str.split(CODE_SEPARATOR))
+    )
     if ruleset.hit_policy == "first":
         status = pl.coalesce(
             *(

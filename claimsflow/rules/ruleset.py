@@ -28,6 +28,7 @@ HIT_POLICIES: tuple[str, ...] = ("collect", "first")
 RULE_KINDS: tuple[str, ...] = ("expression", "duplicate")
 _PARAMETER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_REASON_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
 class RuleSetError(Exception):
@@ -171,8 +172,10 @@ def _compile_rule(raw: Any, index: int, parameters: dict[str, Any], where: _Wher
     if outcome not in OUTCOMES:
         raise where.error(rule_id, "outcome", "must be DENY or PEND")
     reason_code = raw.get("reason_code")
-    if not isinstance(reason_code, str) or not reason_code:
-        raise where.error(rule_id, "reason_code", "must be a non-empty text")
+    if not isinstance(reason_code, str) or not _REASON_CODE.match(reason_code):
+        raise where.error(
+            rule_id, "reason_code", "must be letters, digits and dashes (e.g. CO-29)"
+        )
     common: dict[str, Any] = {
         "id": rule_id,
         "description": " ".join(str(raw.get("description", "")).split()),

@@ -1,0 +1,122 @@
+"""The `adjudicate-batch` flow: an ad-hoc run of one named batch file or one SQL range.
+
+The same stages as the nightly run, under the same writer lock, for one batch:
+a file named by path, or the rows of a SQL staging table above its high-water
+mark (optionally only up to a given ingest_seq). The catalog is refreshed after.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated
+
+from prefect import flow
+from pydantic import Field
+
+from claimsflow.pipeline import BatchOutcome, RunContext
+from claimsflow.reading import batch_format
+from claimsflow.run_summary import RunSummary
+from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REFERENCE
+from flows.common import RULES_FOLDER, finish_batch_run
+from flows.nightly import LOCK_WAIT_SECONDS, flow_run_id
+from tasks.adjudication import (
+    adjudicate_file,
+    adjudicate_sql_increment,
+    load_reference_data,
+    load_rule_set,
+    open_lake,
+    pull_sql_increment,
+    refresh_catalog,
+    take_writer_lock,
+)
+
+
+class BatchChoiceError(ValueError):
+    """The parameters do not name exactly one batch (not retried: it would fail again)."""
+
+
+@flow(name="adjudicate-batch", log_prints=True)
+def adjudicate_batch(
+    batch_file: str = "",
+    source_url: str = "",
+    source_table: str = "",
+    up_to_seq: Annotated[int, Field(ge=0)] = 0,
+    source_secret: str = "",
+    reference: str = str(DEFAULT_REFERENCE),
+    lake: str = str(DEFAULT_LAKE),
+    ruleset: str = "",
+    run_date: dt.date | None = None,
+    rules_dir: str = RULES_FOLDER,
+    lock_wait_seconds: Annotated[int, Field(ge=1)] = LOCK_WAIT_SECONDS,
+) -> RunSummary:
+    """Adjudicate one batch now: a batch file, or the new rows of a SQL staging table.
+
+    Args:
+        batch_file: Path of one batch file (.csv, .parquet, .jsonl or .ndjson); relative
+            paths are from the project folder. Leave empty for a SQL range.
+        source_url: SQLAlchemy URL of the staging database, without its password
+            (for a SQL range, with source_table).
+        source_table: Staging table with an ingest_seq column (for a SQL range).
+        up_to_seq: Take rows above the high-water mark only up to this ingest_seq;
+            0 = every new row.
+        source_secret: Name of a Prefect Secret block holding the source's password;
+            empty = the CLAIMS_SOURCE_PASSWORD environment variable.
+        reference: Folder with members.csv, providers.csv and fee_schedule.csv.
+        lake: Lake folder: event log and catalog.duckdb.
+        ruleset: Rule-set version to use; empty = the one in effect on the run date.
+        run_date: Date that selects the rule set; empty = today (UTC).
+        rules_dir: Folder of rule-set files (relative paths are from the project folder).
+        lock_wait_seconds: How long one attempt waits for another run on the same lake
+            before retrying with back-off.
+    """
+    started = time.perf_counter()
+    chosen_batch = _chosen_batch(batch_file, source_url, source_table)
+    lake_path = Path(lake)
+    reference_data = load_reference_data(Path(reference))
+    chosen = load_rule_set(
+        Path(rules_dir), ruleset or None, run_date or dt.datetime.now(dt.UTC).date()
+    )
+    outcomes: list[BatchOutcome] = []
+    with take_writer_lock(lake_path, lock_wait_seconds):
+        history = open_lake(lake_path)
+        run = RunContext(lake_path, reference_data, chosen, flow_run_id())
+        if isinstance(chosen_batch, Path):
+            outcome, history = adjudicate_file(chosen_batch, run, history)
+            outcomes.append(outcome)
+        else:
+            url, table = chosen_batch
+            increment = pull_sql_increment(
+                url, table, lake_path, source_secret or None, up_to_seq or None
+            )
+            if increment is not None:
+                outcome, history = adjudicate_sql_increment(increment, run, history)
+                outcomes.append(outcome)
+        refresh_catalog(lake_path)
+    summary = RunSummary(run_id=run.run_id, ruleset=chosen.label, batches=outcomes)
+    return finish_batch_run(
+        summary,
+        artifact_prefix="adjudicate-batch",
+        title="adjudicate-batch",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _chosen_batch(batch_file: str, source_url: str, source_table: str) -> Path | tuple[str, str]:
+    """The batch file, or the SQL source (url, table), to adjudicate; refuses anything else."""
+    sql = bool(source_url) or bool(source_table)
+    if bool(batch_file) == sql:
+        raise BatchChoiceError(
+            "name exactly one batch: batch_file, or source_url with source_table"
+        )
+    if sql:
+        if not (source_url and source_table):
+            raise BatchChoiceError("a SQL range needs both source_url and source_table")
+        return source_url, source_table
+    path = Path(batch_file)
+    if not path.is_file():
+        raise BatchChoiceError(f"{path}: no such batch file")
+    if batch_format(path) is None:
+        raise BatchChoiceError(f"{path}: not a batch file (.csv, .parquet, .jsonl, .ndjson)")
+    return path

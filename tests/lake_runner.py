@@ -1,0 +1,151 @@
+"""A nightly run without Prefect, for the crash, concurrency and access tests.
+
+`run_lake` does what `flows/nightly.py` does with an inbox, stage for stage:
+load reference data and the rule set, take the lake's writer lock, prepare the
+lake and clean `_staging/`, rebuild the history, process every batch file in
+name order, refresh the catalog. It runs in a fresh process each time the tests
+need a process to kill or to race (`start_process`): a child forked from a
+`forkserver` that has imported the pipeline once, so a process costs a fraction
+of a second instead of the imports of a new interpreter (and, unlike a plain
+fork, never inherits a thread pool that Polars or DuckDB started in the tests).
+
+`lake_snapshot` reads what an analyst would see, minus the columns that differ
+between two runs of the same inbox (timestamps, run ids).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import uuid
+from collections.abc import Callable
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from claimsflow import catalog, eventlog
+from claimsflow.history import History
+from claimsflow.lake_lock import writer_lock
+from claimsflow.pipeline import BatchOutcome, RunContext, discover_inbox, process_batch_file
+from claimsflow.reference import load_reference
+from claimsflow.rules.ruleset import load_ruleset
+from claimsflow.settings import RULES_DIR
+
+RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
+WAIT_MARK = "being written by another run"
+
+
+def run_lake(
+    inbox: Path,
+    reference: Path,
+    lake: Path,
+    run_id: str | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> list[BatchOutcome]:
+    """One nightly run of `inbox` into `lake`, as flows/nightly.py does it."""
+    reference_data = load_reference(reference)
+    ruleset = load_ruleset(RULESET_V1)
+    with writer_lock(lake, on_wait=on_wait, poll=0.05):
+        eventlog.ensure_lake(lake)
+        eventlog.clean_staging(lake)
+        history = History.from_lake(lake)
+        run = RunContext(lake, reference_data, ruleset, run_id or uuid.uuid4().hex)
+        batches, _ignored = discover_inbox(inbox)
+        outcomes = []
+        for path in batches:
+            outcome, history = process_batch_file(path, run, history)
+            outcomes.append(outcome)
+        catalog.refresh_catalog(lake)
+    return outcomes
+
+
+# Entry points of child processes (module level, so the forkserver can import them).
+
+
+def crash_run(inbox: Path, reference: Path, lake: Path, point: str, visit: int) -> None:
+    """A run that SIGKILLs itself on the `visit`-th pass through crash point `point`."""
+    os.environ["CLAIMS_CRASH_AT"] = point
+    os.environ["CLAIMS_CRASH_AFTER"] = str(visit)
+    run_lake(inbox, reference, lake)
+
+
+def logged_run(inbox: Path, reference: Path, lake: Path, log: Path) -> None:
+    """A run that writes its waiting message and its outcomes (JSON lines) to `log`."""
+
+    def say(line: str) -> None:
+        with log.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+    for outcome in run_lake(inbox, reference, lake, on_wait=say):
+        say(json.dumps({"source": outcome.source, "status": outcome.status}))
+
+
+def _context() -> ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def start_process(target: Callable[..., object], *args: Any) -> BaseProcess:
+    process = _context().Process(target=target, args=args)
+    process.start()
+    return process
+
+
+def read_log(log: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The waiting messages and the outcomes a `logged_run` wrote."""
+    if not log.exists():
+        return [], []
+    lines = log.read_text(encoding="utf-8").splitlines()
+    waits = [line for line in lines if WAIT_MARK in line]
+    outcomes = [json.loads(line) for line in lines if line.startswith("{")]
+    return waits, outcomes
+
+
+# What analysts see.
+
+
+def open_views(lake: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the catalog's views over the lake (works before any
+    catalog.duckdb exists, and reads exactly what the catalog's views read)."""
+    con = duckdb.connect()
+    for name, select in catalog.view_definitions(lake).items():
+        con.execute(f"CREATE VIEW {name} AS {select}")
+    return con
+
+
+DECISIONS_SQL = """
+    SELECT case_id, batch_id, status, reason_codes, allowed_cents, deductible_cents,
+           coinsurance_cents, paid_cents, ruleset_version, ruleset_name,
+           ruleset_parameters_hash, deductible_used_before_cents
+    FROM case_decisions ORDER BY case_id"""
+REJECTIONS_SQL = """
+    SELECT batch_id, row_number, case_id, errors, raw FROM rejections
+    ORDER BY batch_id, row_number"""
+BATCHES_SQL = """
+    SELECT batch_id, source, status, rows_in, rows_decided, rows_rejected, reason,
+           source_kind, ruleset_name, ruleset_version
+    FROM batches WHERE status <> 'SKIPPED' ORDER BY batch_id"""
+
+
+def lake_snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    """case_decisions, rejections and PROCESSED/REJECTED batches, minus timestamps."""
+    return {
+        "case_decisions": con.execute(DECISIONS_SQL).fetchall(),
+        "rejections": con.execute(REJECTIONS_SQL).fetchall(),
+        "batches": con.execute(BATCHES_SQL).fetchall(),
+    }
+
+
+def file_identities(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Relative path -> (inode, mtime in ns, size) of every file under `root`."""
+    identities = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            info = path.stat()
+            identities[str(path.relative_to(root))] = (info.st_ino, info.st_mtime_ns, info.st_size)
+    return identities
