@@ -97,7 +97,8 @@ def pull_increment(
     if frame.height == 0:
         return None
     first_seq, last_seq = frame.select(
-        pl.col(SEQ).cast(pl.Int64).min(), pl.col(SEQ).cast(pl.Int64).max()
+        pl.col(SEQ).cast(pl.Int64).min().alias("first"),
+        pl.col(SEQ).cast(pl.Int64).max().alias("last"),
     ).row(0)
     raw = text_columns(frame)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]

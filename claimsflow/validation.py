@@ -38,7 +38,16 @@ def cell_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFra
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = pl.DataFrame(exc.failure_cases)
-        cell_level = cases.filter(pl.col("index").is_not_null())
+        unplaced = cases.filter(pl.col("index").is_null())
+        if unplaced.height:
+            # A check that fails as a whole (an exception inside it) would
+            # otherwise let bad rows through unnoticed: that is a defect, not data.
+            first = unplaced.row(0, named=True)
+            raise RuntimeError(
+                f"validation check {first['check']!r} on column {first['column']!r} "
+                f"failed as a whole: {first['failure_case']}"
+            )
+        cell_level = cases
         return cell_level.select(
             pl.col("index").cast(pl.Int64),
             pl.col("column").cast(pl.String),

@@ -38,14 +38,15 @@ def cents(expr: pl.Expr) -> pl.Expr:
     significant = whole.str.strip_chars_start("0")
     return (
         pl.when(expr.str.contains(DECIMAL_2DP) & (significant.str.len_chars() <= 13))
-        .then(whole.cast(pl.Int64) * 100 + frac.cast(pl.Int64))
+        .then(whole.cast(pl.Int64, strict=False) * 100 + frac.cast(pl.Int64, strict=False))
         .otherwise(None)
     )
 
 
 def integer(expr: pl.Expr) -> pl.Expr:
     """Unsigned integer text (at most 9 digits) as Int64, else null."""
-    return pl.when(expr.str.contains(r"^[0-9]{1,9}$")).then(expr.cast(pl.Int64))
+    # Non-strict casts: `when` does not stop the cast from seeing the other rows.
+    return pl.when(expr.str.contains(r"^[0-9]{1,9}$")).then(expr.cast(pl.Int64, strict=False))
 
 
 def not_empty() -> pa.Check:

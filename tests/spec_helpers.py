@@ -142,9 +142,7 @@ def build_reference(
         providers=typed_providers(
             _text_frame(PROVIDERS_HEADER, [_provider_cells(p) for p in providers])
         ),
-        fee_schedule=typed_fee_schedule(
-            _text_frame(FEES_HEADER, [_fee_cells(f) for f in fees])
-        ),
+        fee_schedule=typed_fee_schedule(_text_frame(FEES_HEADER, [_fee_cells(f) for f in fees])),
     )
 
 

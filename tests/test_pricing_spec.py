@@ -27,7 +27,6 @@ from tests.spec_helpers import (
     write_reference,
 )
 
-
 ZERO: Amounts = (0, 0, 0, 0)
 
 

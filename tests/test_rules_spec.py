@@ -30,7 +30,7 @@ from tests.spec_helpers import (
     write_reference,
 )
 
-APPROVED = ("APPROVED", [])
+APPROVED: tuple[str, list[str]] = ("APPROVED", [])
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         tmp_path_factory.mktemp("reference"),
         members=[
             Span("M1", "2020-01-01"),  # open-ended
-            # Two spans with a gap (April and May 2024) between them.
-            Span("M2", "2024-01-01", "2024-03-31"),
+            # Two spans with a gap (April and May 2024) between them, listed in
+            # members.csv latest first (the file's row order must not matter).
             Span("M2", "2024-06-01", "2024-12-31"),
+            Span("M2", "2024-01-01", "2024-03-31"),
             Span("M3", "2020-01-01"),
         ],
         providers=[
@@ -501,9 +502,7 @@ def test_earlier_batch_duplicate_chain_carries_to_third_batch(reference: Referen
 def _decided(rows: list[dict[str, object]]) -> pl.DataFrame:
     """A hand-made frame of earlier decisions (case columns, status, deductible)."""
     schema = {c: TABLE_SCHEMAS["cases"][c] for c in CASE_PAYLOAD_COLUMNS}
-    return pl.DataFrame(
-        rows, schema={**schema, "status": pl.String, "deductible_cents": pl.Int64}
-    )
+    return pl.DataFrame(rows, schema={**schema, "status": pl.String, "deductible_cents": pl.Int64})
 
 
 def _earlier(case_id: str, status: str, procedure: str = "99213") -> dict[str, object]:

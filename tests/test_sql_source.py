@@ -27,16 +27,6 @@ from tests.batch_helpers import RunFactory, case_row
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-# Every pull that finds rows currently crashes before it can form a batch.
-PULL_CRASHES = pytest.mark.xfail(
-    strict=True,
-    raises=pl.exceptions.DuplicateError,
-    reason=(
-        "BUG: sql_source.pull_increment selects min() and max() of ingest_seq without "
-        "aliases, so polars raises DuplicateError on every pull that finds rows (spec §7 "
-        "incremental SQL pulls)"
-    ),
-)
 
 
 @dataclass
@@ -174,7 +164,6 @@ def _decisions(lake: Path) -> list[tuple[object, ...]]:
         con.close()
 
 
-@PULL_CRASHES
 def test_incremental_pulls(make_staging: StagingFactory, make_run: RunFactory, lake: Path) -> None:
     staging = make_staging()
     staging.insert_all(
@@ -230,7 +219,6 @@ def test_incremental_pulls(make_staging: StagingFactory, make_run: RunFactory, l
     ]
 
 
-@PULL_CRASHES
 def test_high_water_mark_survives_a_fresh_history(
     make_staging: StagingFactory, make_run: RunFactory, lake: Path
 ) -> None:
@@ -245,7 +233,6 @@ def test_high_water_mark_survives_a_fresh_history(
     assert increment.raw["case_id"].to_list() == ["S2"]
 
 
-@PULL_CRASHES
 def test_rows_with_missing_required_column_form_a_rejected_batch(
     make_staging: StagingFactory, make_run: RunFactory, lake: Path
 ) -> None:

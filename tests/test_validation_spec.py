@@ -314,15 +314,6 @@ def test_valid_and_invalid_rows_of_one_batch_are_split() -> None:
     assert columns_named(errors_by_row(result)[3]) == ["billed_amount"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: schemas/text_checks.integer() casts the whole column with a strict cast; one "
-        "non-integer 'units' cell (e.g. '1.5') makes the range check raise, "
-        "validation.cell_failures drops the index-less failure, and out-of-range units "
-        "(0, 1000) in other rows of the batch are accepted (spec §1 units 1-999)"
-    ),
-)
 def test_units_range_is_checked_even_when_another_row_has_non_integer_units() -> None:
     rows = [case_row("C1", units="1.5"), case_row("C2", units="1000"), case_row("C3", units="0")]
     result = validate(rows)
@@ -332,15 +323,6 @@ def test_units_range_is_checked_even_when_another_row_has_non_integer_units() ->
     assert columns_named(errors[3]) == ["units"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: schemas/text_checks.cents() casts every row's integer digits to Int64; a "
-        "billed_amount with 19+ digits in one row overflows, the range check raises and is "
-        "dropped, and '0' / '10000000.00' in other rows are accepted (spec §1 billed_amount "
-        "> 0 and <= 9,999,999.99)"
-    ),
-)
 def test_billed_range_is_checked_even_when_another_row_has_a_huge_amount() -> None:
     rows = [
         case_row("C1", billed_amount="99999999999999999999"),
