@@ -8,7 +8,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint typecheck unit bench clean serve stop
+.PHONY: install run test lint typecheck unit bench clean serve stop hooks security audit dist
 
 install: $(STAMP)
 
@@ -23,17 +23,35 @@ run: install
 	$(BIN)/adjudicate generate --out data --if-empty
 	$(BIN)/adjudicate run; status=$$?; [ $$status -le 1 ] || exit $$status
 
+# The pre-commit hooks over every tracked file, without installing git hooks:
+# ruff (lint with security rules, format check), mypy strict, detect-secrets,
+# workflow schema validation, whitespace, YAML and large-file checks.
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 typecheck: install
 	$(BIN)/mypy
 
+# Every test, with the coverage gate (fail_under in pyproject.toml).
 unit: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
-test: lint typecheck unit
+test: lint unit
+
+hooks: install
+	$(BIN)/pre-commit install
+
+security: install
+	$(BIN)/ruff check --select S .
+	$(BIN)/pre-commit run detect-secrets --all-files
+
+# Needs network access to the vulnerability database (not part of make test).
+audit: install
+	$(UV) pip install --quiet --python $(BIN)/python pip-audit
+	$(BIN)/pip-audit --strict -r constraints.txt
+
+dist: install
+	$(UV) build --out-dir dist
 
 bench: install
 	$(BIN)/python -m bench

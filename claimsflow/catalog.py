@@ -62,7 +62,7 @@ def view_definitions(lake: Path) -> dict[str, str]:
             FROM rejection_events""",
         "batches": f"""
             SELECT {batch_columns}, source_kind, run_id, ruleset_name, ruleset_version,
-                   seq_from, seq_to
+                   seq_from, seq_to, pipeline_version
             FROM batch_events""",
         "rule_hits": """
             SELECT case_id, rule_id, outcome, reason_code, ruleset_version,

@@ -43,6 +43,26 @@ out = Console()
 USAGE_ERROR = 2
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from claimsflow import __version__
+
+        typer.echo(f"adjudicate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Nightly claims adjudication: run, query, explain, generate."""
+
+
 class UsageError(Exception):
     """A mistake of the user's: reported in one line, exit code 2."""
 

@@ -51,6 +51,7 @@ TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "ruleset_version": pl.String(),
         "seq_from": pl.Int64(),
         "seq_to": pl.Int64(),
+        "pipeline_version": pl.String(),
     },
     "cases": {
         "batch_id": pl.String(),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from claimsflow import eventlog
+from claimsflow import __version__, eventlog
 from claimsflow.faults import crash_point
 from claimsflow.history import History
 from claimsflow.pricing import price
@@ -82,6 +82,11 @@ def decide_batch(
     )
 
 
+def with_pipeline_version(record: pl.DataFrame) -> pl.DataFrame:
+    """Every batch record says which version of this software wrote it."""
+    return record.with_columns(pl.lit(__version__).alias("pipeline_version"))
+
+
 def batch_id_of_bytes(data: bytes) -> str:
     """Spec §6: a batch is identified by the SHA-256 of its bytes."""
     return hashlib.sha256(data).hexdigest()
@@ -124,7 +129,7 @@ def batch_events(
         }
     )
     return {
-        "batch": record,
+        "batch": with_pipeline_version(record),
         "cases": decision.cases.select(
             *ident, "row_number", *CASE_PAYLOAD_COLUMNS, stamp.alias("received_at")
         ),
@@ -143,39 +148,43 @@ def batch_events(
 def rejected_batch_record(
     batch_id: str, source: str, reason: str, run_id: str, now: dt.datetime
 ) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "batch_id": [batch_id],
-            "source": [source],
-            "source_kind": ["file"],
-            "status": [REJECTED],
-            "rows_in": [0],
-            "rows_decided": [0],
-            "rows_rejected": [0],
-            "reason": [reason],
-            "processed_at": [now],
-            "run_id": [run_id],
-        }
+    return with_pipeline_version(
+        pl.DataFrame(
+            {
+                "batch_id": [batch_id],
+                "source": [source],
+                "source_kind": ["file"],
+                "status": [REJECTED],
+                "rows_in": [0],
+                "rows_decided": [0],
+                "rows_rejected": [0],
+                "reason": [reason],
+                "processed_at": [now],
+                "run_id": [run_id],
+            }
+        )
     )
 
 
 def skipped_batch_record(
     batch_id: str, source: str, source_kind: str, run_id: str, now: dt.datetime
 ) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "batch_id": [batch_id],
-            "source": [source],
-            "source_kind": [source_kind],
-            "status": [SKIPPED],
-            "rows_in": [0],
-            "rows_decided": [0],
-            "rows_rejected": [0],
-            "reason": [None],
-            "processed_at": [now],
-            "run_id": [run_id],
-        },
-        schema_overrides={"reason": pl.String},
+    return with_pipeline_version(
+        pl.DataFrame(
+            {
+                "batch_id": [batch_id],
+                "source": [source],
+                "source_kind": [source_kind],
+                "status": [SKIPPED],
+                "rows_in": [0],
+                "rows_decided": [0],
+                "rows_rejected": [0],
+                "reason": [None],
+                "processed_at": [now],
+                "run_id": [run_id],
+            },
+            schema_overrides={"reason": pl.String},
+        )
     )
 
 

@@ -173,9 +173,7 @@ def _compile_rule(raw: Any, index: int, parameters: dict[str, Any], where: _Wher
         raise where.error(rule_id, "outcome", "must be DENY or PEND")
     reason_code = raw.get("reason_code")
     if not isinstance(reason_code, str) or not _REASON_CODE.match(reason_code):
-        raise where.error(
-            rule_id, "reason_code", "must be letters, digits and dashes (e.g. CO-29)"
-        )
+        raise where.error(rule_id, "reason_code", "must be letters, digits and dashes (e.g. CO-29)")
     common: dict[str, Any] = {
         "id": rule_id,
         "description": " ".join(str(raw.get("description", "")).split()),

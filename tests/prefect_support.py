@@ -1,0 +1,118 @@
+"""Helpers of the orchestration tests: a small project data set and the Prefect REST API.
+
+The tests talk to the real server over HTTP (httpx, installed with Prefect)
+rather than through Prefect's client, so the test process needs no Prefect
+settings of its own and cannot pick up a developer's profile by accident.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+HEADER = (
+    "case_id,member_id,provider_id,service_date,received_date,procedure_code,"
+    "diagnosis_code,units,billed_amount,prior_auth_id"
+)
+#: Three valid cases and one invalid row (units 0): a partly rejected batch.
+#: W3 is billed 6,000.00: approved by v1, pended by v2 (high dollar above 5,000.00).
+BATCH_ROWS = (
+    "W1,M001,P001,2024-04-01,2024-04-03,99213,J45.909,1,80.00,",
+    "W2,M001,P001,2024-04-02,2024-04-04,99213,J45.909,0,80.00,",
+    "W3,M002,P001,2024-04-05,2024-04-06,J9035,J45.909,1,6000.00,",
+    "W4,M002,P001,2024-04-07,2024-04-08,99213,J45.909,1,50.00,",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_reference(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "members.csv").write_text(
+        "member_id,coverage_start,coverage_end,annual_deductible,coinsurance_percent\n"
+        "M001,2024-01-01,,100.00,20\n"
+        "M002,2024-01-01,,0.00,10\n"
+    )
+    (folder / "providers.csv").write_text("provider_id,status,in_network\nP001,ACTIVE,true\n")
+    (folder / "fee_schedule.csv").write_text(
+        "procedure_code,allowed_amount,prior_auth_required,max_units\n"
+        "99213,100.00,false,4\n"
+        "J9035,8000.00,false,\n"
+    )
+    return folder
+
+
+def write_batch(path: Path, rows: tuple[str, ...] = BATCH_ROWS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    return path
+
+
+class Api:
+    """The few Prefect REST endpoints the tests use."""
+
+    def __init__(self, api_url: str) -> None:
+        self.client = httpx.Client(base_url=api_url, timeout=30.0)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        response.raise_for_status()
+        return response.json()
+
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        found = self._json(self.client.post("/deployments/filter", json={}))
+        return {d["name"]: d for d in found}
+
+    def create_run(
+        self, deployment_id: str, parameters: dict[str, Any], name: str | None = None
+    ) -> httpx.Response:
+        body: dict[str, Any] = {"parameters": parameters}
+        if name:
+            body["name"] = name
+        return self.client.post(f"/deployments/{deployment_id}/create_flow_run", json=body)
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        run: dict[str, Any] = self._json(self.client.get(f"/flow_runs/{run_id}"))
+        return run
+
+    def flow_runs_named(self, name: str) -> list[dict[str, Any]]:
+        body = {"flow_runs": {"name": {"any_": [name]}}}
+        found: list[dict[str, Any]] = self._json(self.client.post("/flow_runs/filter", json=body))
+        return found
+
+    def flow_runs(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._json(self.client.post("/flow_runs/filter", json={}))
+        return found
+
+    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
+        body = {"flow_runs": {"id": {"any_": [run_id]}}}
+        found: list[dict[str, Any]] = self._json(self.client.post("/task_runs/filter", json=body))
+        return found
+
+    def artifacts(self, run_id: str) -> dict[str, dict[str, Any]]:
+        body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+        found = self._json(self.client.post("/artifacts/filter", json=body))
+        return {a["key"]: a for a in found}
+
+    def wait(self, run_id: str, timeout: float = 150.0) -> dict[str, Any]:
+        """Poll a flow run until it reaches a final state; returns the run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.flow_run(run_id)
+            if run["state_type"] in FINAL_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"flow run {run_id} still {run['state_type']} after {timeout}s")
+            time.sleep(0.5)

@@ -1,0 +1,338 @@
+"""The deployments served for real: Prefect server, process worker, UI, PostgreSQL.
+
+One stack is started for the whole module with the functions `make serve` uses
+(flows/serving.py): `prefect server start` on a free loopback port with its home
+(SQLite database) in a temporary folder and analytics off, the work pool, the
+deployments of the project's prefect.yaml and a worker. Every process started
+here is stopped by the fixtures' `finally`.
+
+The PostgreSQL-backed server is launched at the same time (in a throwaway
+database, dropped afterwards), so its start-up overlaps the SQLite one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from claimsflow.catalog import run_query
+from claimsflow.settings import PROJECT_ROOT
+from flows.serving import (
+    Stack,
+    create_work_pool,
+    deploy,
+    start_server,
+    start_worker,
+    stop,
+    wait_until_healthy,
+)
+from tests.prefect_support import Api, free_port, write_batch, write_reference
+
+pytestmark = pytest.mark.prefect
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+PG_TEST = "test_postgres_backed_server_runs_flows"
+
+
+@dataclass
+class Launched:
+    stack: Stack
+    server: subprocess.Popen[bytes]
+
+
+def _launch(home: Path, database_url: str) -> Launched:
+    stack = Stack(
+        home=home,
+        port=free_port(),
+        worker_poll_seconds=1,
+        extra_env={"PREFECT_API_DATABASE_CONNECTION_URL": database_url},
+    )
+    return Launched(stack, start_server(stack))
+
+
+def _pg_database() -> str | None:
+    """A fresh database on the local PostgreSQL, or None when it does not answer."""
+    import psycopg
+
+    name = f"prefect_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        return None
+    return name
+
+
+def _drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def launched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Launched | None]]:
+    """Start both servers at once (PostgreSQL only if a selected test needs it)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    servers: dict[str, Launched | None] = {"sqlite": None, "postgres": None}
+    pg_name: str | None = None
+    wanted_pg = any(item.name == PG_TEST for item in request.session.items)
+    try:
+        servers["sqlite"] = _launch(home, f"sqlite+aiosqlite:///{home}/prefect.db")
+        if wanted_pg and (pg_name := _pg_database()) is not None:
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}"
+            servers["postgres"] = _launch(tmp_path_factory.mktemp("prefect-home-pg"), url)
+        yield servers
+    finally:
+        for server in servers.values():
+            if server is not None:
+                stop(server.server)
+        if pg_name is not None:
+            _drop_pg_database(pg_name)
+
+
+@pytest.fixture(scope="module")
+def stack(launched: dict[str, Launched | None]) -> Iterator[Stack]:
+    """The SQLite-backed server with the work pool, the deployments and a worker."""
+    served = launched["sqlite"]
+    assert served is not None
+    wait_until_healthy(served.stack, served.server)
+    create_work_pool(served.stack)
+    deploy(served.stack)
+    worker = start_worker(served.stack)
+    try:
+        yield served.stack
+    finally:
+        stop(worker)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[Api]:
+    client = Api(stack.api_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _properties(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    schema: dict[str, Any] = deployment["parameter_openapi_schema"]
+    properties: dict[str, dict[str, Any]] = schema["properties"]
+    return properties
+
+
+def test_deployments_expose_their_documented_parameters(api: Api, stack: Stack) -> None:
+    deployments = api.deployments()
+    assert set(deployments) == {"nightly", "adjudicate-batch", "what-if"}
+    expected = {
+        "nightly": {"inbox", "reference", "lake", "ruleset", "run_date", "rules_dir",
+                    "source_url", "source_table", "source_secret", "lock_wait_seconds"},
+        "adjudicate-batch": {"batch_file", "source_url", "source_table", "up_to_seq",
+                             "source_secret", "reference", "lake", "ruleset", "run_date",
+                             "rules_dir", "lock_wait_seconds"},
+        "what-if": {"date_from", "date_to", "ruleset", "lake", "reference", "rules_dir",
+                    "reports_dir", "sample_size"},
+    }  # fmt: skip
+    for name, fields in expected.items():
+        deployment = deployments[name]
+        properties = _properties(deployment)
+        assert set(properties) == fields, name
+        # Every field has a description and a title; the form shows them.
+        assert all(p.get("description") for p in properties.values()), name
+        assert deployment["enforce_parameter_schema"] is True
+        assert deployment["work_pool_name"] == "claims-process"
+        assert deployment["pull_steps"] == [
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": str(stack.project_dir)
+                }
+            }
+        ]
+    batch = _properties(deployments["adjudicate-batch"])
+    assert batch["lake"]["default"] == "data/lake"
+    assert batch["lock_wait_seconds"]["minimum"] == 1
+    what_if = deployments["what-if"]["parameter_openapi_schema"]
+    assert set(what_if["required"]) == {"date_from", "date_to"}
+    assert _properties(deployments["what-if"])["date_from"]["format"] == "date"
+    assert _properties(deployments["what-if"])["ruleset"]["default"] == "2"
+
+    nightly = deployments["nightly"]
+    [schedule] = nightly["schedules"]
+    assert schedule["active"] is True
+    assert schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == "America/New_York"
+    assert nightly["global_concurrency_limit"]["limit"] == 1
+    assert deployments["adjudicate-batch"]["schedules"] == []
+
+    # enforce_parameter_schema: the server refuses a run whose parameters break it.
+    refused = api.create_run(deployments["adjudicate-batch"]["id"], {"lock_wait_seconds": 0})
+    assert refused.status_code >= 400
+
+
+def test_adjudicate_batch_runs_through_the_worker(api: Api, tmp_path: Path) -> None:
+    reference = write_reference(tmp_path / "reference")
+    batch = write_batch(tmp_path / "drop" / "claims-0001.csv")
+    lake = tmp_path / "lake"
+    bad_reference = write_reference(tmp_path / "bad-reference")
+    (bad_reference / "members.csv").write_text(
+        "member_id,coverage_start,coverage_end,annual_deductible,coinsurance_percent\n"
+        "M001,2024-13-01,,100.00,20\n"
+    )
+    bad_lake = tmp_path / "bad-lake"
+    deployment = api.deployments()["adjudicate-batch"]["id"]
+    good = api.create_run(
+        deployment, {"batch_file": str(batch), "reference": str(reference), "lake": str(lake)}
+    ).json()
+    bad = api.create_run(
+        deployment,
+        {"batch_file": str(batch), "reference": str(bad_reference), "lake": str(bad_lake)},
+    ).json()
+
+    done = api.wait(good["id"])
+    # One row of four rejected: the run completes, with a warning summary.
+    assert done["state_type"] == "COMPLETED", done["state"]
+    assert done["state"]["message"].startswith("Completed with warnings: 1 batch(es): 1 processed")
+    decided = run_query(lake, "SELECT case_id, status FROM case_decisions ORDER BY case_id")
+    assert decided.rows == [("W1", "APPROVED"), ("W3", "APPROVED"), ("W4", "APPROVED")]
+    rejected = run_query(lake, "SELECT case_id, errors FROM rejections")
+    assert rejected.rows == [("W2", ["units: must be between 1 and 999"])]
+    artifacts = api.artifacts(good["id"])
+    assert artifacts["adjudicate-batch-batches"]["type"] == "table"
+    assert "claims-0001.csv" in artifacts["adjudicate-batch-batches"]["data"]
+    summary = artifacts["adjudicate-batch-summary"]
+    assert summary["type"] == "markdown"
+    assert "### Reports" in summary["data"] and "completed with warnings" in summary["data"]
+
+    failed = api.wait(bad["id"])
+    # Reference data that cannot be read: Failed, with the file, row and column named.
+    assert failed["state_type"] == "FAILED"
+    assert "members.csv" in failed["state"]["message"]
+    assert "coverage_start" in failed["state"]["message"]
+    assert not bad_lake.exists()  # stopped before anything was written
+    tasks = {t["name"].rsplit("-", 1)[0]: t for t in api.task_runs(bad["id"])}
+    assert tasks["load-reference-data"]["run_count"] == 1  # a validation error: no retry
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_custom_run_from_the_ui(api: Api, stack: Stack, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    reference = write_reference(tmp_path / "reference")
+    batch = write_batch(tmp_path / "drop" / "claims-ui.csv")
+    lake = tmp_path / "lake"
+    run_name = f"ui-custom-{uuid.uuid4().hex[:8]}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.set_default_timeout(60_000)
+            page.goto(f"{stack.url}/deployments")
+            page.get_by_role("link", name="adjudicate-batch").first.click()
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_text("Custom run").click()
+            page.locator(".flow-run-name-input input").fill(run_name)
+            for name, value in (("batch_file", batch), ("reference", reference), ("lake", lake)):
+                field = page.locator(".schema-form-property", has_text=f"{name} (Optional)")
+                field.locator("textarea, input").first.fill(str(value))
+            page.get_by_role("button", name="Submit").click()
+
+            [created] = _eventually(lambda: api.flow_runs_named(run_name))
+            assert created["parameters"]["batch_file"] == str(batch)
+            assert created["parameters"]["ruleset"] == ""  # the form's defaults went along
+            done = api.wait(created["id"])
+            assert done["state_type"] == "COMPLETED", done["state"]
+
+            page.goto(f"{stack.url}/runs/flow-run/{created['id']}")
+            page.locator(".state-badge", has_text="Completed").first.wait_for()
+            page.get_by_text("Artifacts", exact=True).first.click()
+            page.get_by_text("adjudicate-batch-batches").first.wait_for()
+            page.get_by_text("adjudicate-batch-summary").first.wait_for()
+        finally:
+            browser.close()
+    assert run_query(lake, "SELECT count(*) FROM case_decisions").rows == [(3,)]
+
+
+def test_postgres_backed_server_runs_flows(
+    launched: dict[str, Launched | None], tmp_path: Path
+) -> None:
+    served = launched["postgres"]
+    if served is None:
+        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432 (user postgres)")
+    wait_until_healthy(served.stack, served.server)
+    reference = write_reference(tmp_path / "reference")
+    inbox = tmp_path / "inbox"
+    write_batch(inbox / "claims-0001.csv")
+    lake, reports = tmp_path / "lake", tmp_path / "reports"
+    # The nightly flow, then a what-if of v2 over it, run against the PG-backed API.
+    script = textwrap.dedent(
+        f"""
+        import datetime as dt
+        from flows.nightly import nightly_adjudication
+        from flows.what_if import what_if
+        nightly_adjudication(inbox={str(inbox)!r}, reference={str(reference)!r},
+                             lake={str(lake)!r}, run_date=dt.date(2024, 6, 1))
+        what_if(date_from=dt.date(2024, 4, 1), date_to=dt.date(2024, 4, 30), ruleset="2",
+                reference={str(reference)!r}, lake={str(lake)!r}, reports_dir={str(reports)!r})
+        """
+    )
+    env = {**served.stack.env(), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    api = Api(served.stack.api_url)
+    try:
+        runs = api.flow_runs()
+        states = sorted((r["state_type"], r["state"]["message"].split(":")[0]) for r in runs)
+        assert states == [("COMPLETED", "Completed"), ("COMPLETED", "Completed with warnings")]
+        keys: set[str] = set()
+        for run in runs:
+            keys |= set(api.artifacts(run["id"]))
+        assert keys == {"nightly-batches", "nightly-summary", "what-if-changes", "what-if-summary"}
+    finally:
+        api.close()
+    [report] = reports.glob("what-if-*.parquet")
+    changes = pl.read_parquet(report).filter(pl.col("changed"))
+    assert changes.select("case_id", "old_status", "new_status").rows() == [
+        ("W3", "APPROVED", "PENDED")
+    ]
+
+
+def _eventually(probe: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise TimeoutError("nothing found in time")
