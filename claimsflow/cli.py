@@ -230,9 +230,47 @@ def what_if(
         ("reason codes", result.reason_codes),
         (f"sample of changed cases (first {sample})", result.sample(sample)),
     ):
-        typer.echo(title + ":")
-        _print_rows(frame.columns, frame.rows(), "table")
+        if frame.height:
+            typer.echo(title + ":")
+            _print_rows(frame.columns, frame.rows(), "table")
     typer.echo(f"report: {path}")
+
+
+@app.command()
+def report(
+    lake: Annotated[Path, typer.Option(help="Lake folder (read only).")] = DEFAULT_LAKE,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run id (default: the latest run).")
+    ] = None,
+    reports: Annotated[
+        Path, typer.Option(help="Folder for runs/run-<id>.html and gx-data-docs/.")
+    ] = DEFAULT_REPORTS,
+    checks: Annotated[
+        bool,
+        typer.Option(
+            "--checks/--no-checks", help="Run the Great Expectations data-quality checkpoint."
+        ),
+    ] = True,
+) -> None:
+    """Write a run's HTML report from the event log (exit 1 if a quality check failed)."""
+    from claimsflow.quality import DriftBand
+    from claimsflow.reporting.outputs import regenerate_report
+    from claimsflow.reporting.runlog import RunLogError
+
+    try:
+        band = DriftBand.from_env()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        outputs = regenerate_report(lake, run_id, reports, checks=checks, band=band)
+    except RunLogError as exc:
+        raise fail(str(exc)) from None
+    for warning in outputs.warnings:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"report: {outputs.report}")
+    if outputs.data_docs is not None:
+        typer.echo(f"data docs: {outputs.data_docs}")
+    raise typer.Exit(1 if outputs.warnings else 0)
 
 
 def _parse_date(text: str | None, option: str) -> dt.date | None:

@@ -202,7 +202,8 @@ def process_batch_file(
     if fmt is None:  # pragma: no cover - discovery only hands over batch files
         raise ValueError(f"{path} is not a batch file")
     try:
-        raw = read_batch_bytes(data, fmt)
+        # raw (JSON of the row) is built by validation for rejected rows only.
+        raw = read_batch_bytes(data, fmt, with_raw=False)
         crash_point("after-read")
     except UnreadableBatch as exc:
         reason = str(exc)

@@ -3,16 +3,20 @@ accumulated per member and calendar year.
 
 The deductible is a running balance: each approved case takes what is left of
 the year's deductible, in the order (service_date, received_date, case_id).
-Within one coverage span the balance has a closed form, so the running sum is a
-window expression; only where a member changes spans within one year (a
+Within one coverage span the balance has a closed form (a clamped running sum),
+so it is one sorted pass; only where a member changes spans within one year (a
 different deductible) is the balance carried from span to span, one vectorised
 step per span rank, never per case.
+
+Only the approved cases' pricing columns are computed (on a narrow frame sorted
+by an integer key); the amounts are scattered back into zero-filled columns.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from claimsflow.rules.context import MEMBER_KEY
 from claimsflow.rules.engine import APPROVED
 
 PRICE_COLUMNS = (
@@ -24,6 +28,17 @@ PRICE_COLUMNS = (
 )
 MEMBER_YEAR = ["member_id", "service_year"]
 DEDUCTIBLE_ORDER = ["service_date", "received_date", "case_id"]
+_NEEDED = (
+    "member_id",
+    "service_date",
+    "received_date",
+    "case_id",
+    "billed_cents",
+    "fee_allowed_cents",
+    "units",
+    "annual_deductible_cents",
+    "coinsurance_percent",
+)
 
 
 def price(decisions: pl.DataFrame, deductible_used: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -32,12 +47,20 @@ def price(decisions: pl.DataFrame, deductible_used: pl.DataFrame | None = None) 
     `deductible_used` (member_id, service_year, used_cents) is the deductible
     already applied by APPROVED cases of earlier batches.
     """
-    ordered = decisions.with_row_index("_order")
-    approved = ordered.filter(pl.col("status") == APPROVED).with_columns(
-        pl.min_horizontal(
-            pl.col("billed_cents"), pl.col("fee_allowed_cents") * pl.col("units")
-        ).alias("allowed_cents"),
-        pl.col("service_date").dt.year().cast(pl.Int32).alias("service_year"),
+    approved = (
+        decisions.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("_at"),
+            *_NEEDED,
+            _member_key(decisions),
+            pl.col("status") == APPROVED,
+        )
+        .filter(pl.col("status"))
+        .with_columns(
+            pl.min_horizontal(
+                pl.col("billed_cents"), pl.col("fee_allowed_cents") * pl.col("units")
+            ).alias("allowed_cents"),
+            pl.col("service_date").dt.year().cast(pl.Int32).alias("service_year"),
+        )
     )
     priced = (
         _apply_deductible(approved, deductible_used)
@@ -57,49 +80,63 @@ def price(decisions: pl.DataFrame, deductible_used: pl.DataFrame | None = None) 
             ).alias("paid_cents")
         )
     )
-    amounts = priced.select("_order", *PRICE_COLUMNS)
-    return (
-        ordered.join(amounts, on="_order", how="left", maintain_order="left")
-        .with_columns(pl.col(c).fill_null(0) for c in PRICE_COLUMNS[:4])
-        .drop("_order")
-    )
+    at = priced["_at"]
+    amounts = []
+    for name in PRICE_COLUMNS:
+        # Non-approved cases carry 0 (the amounts) or null (the balance before).
+        fill = None if name == "deductible_used_before_cents" else 0
+        column = pl.repeat(fill, decisions.height, dtype=pl.Int64, eager=True).scatter(
+            at, priced[name]
+        )
+        amounts.append((column if fill is None else column.fill_null(fill)).alias(name))
+    return decisions.drop(MEMBER_KEY, strict=False).hstack(amounts)
+
+
+def _member_key(decisions: pl.DataFrame) -> pl.Expr:
+    """An integer per member: the context's, or (without one for every approved
+    case) a dense number per distinct member_id."""
+    if MEMBER_KEY in decisions.columns:
+        approved = decisions.filter(pl.col("status") == APPROVED)
+        if approved[MEMBER_KEY].null_count() == 0:
+            return pl.col(MEMBER_KEY).cast(pl.Int64).alias(MEMBER_KEY)
+    return pl.col("member_id").rank("dense").cast(pl.Int64).alias(MEMBER_KEY)
 
 
 def _apply_deductible(approved: pl.DataFrame, used: pl.DataFrame | None) -> pl.DataFrame:
-    prior = (
-        used.select(
+    ordered = _in_deductible_order(approved)
+    if used is not None and used.height:
+        prior = used.select(
             "member_id", pl.col("service_year").cast(pl.Int32), pl.col("used_cents").cast(pl.Int64)
         )
-        if used is not None
-        else pl.DataFrame(
-            schema={"member_id": pl.String, "service_year": pl.Int32, "used_cents": pl.Int64}
-        )
-    )
+        before_batch = ordered.select(MEMBER_YEAR).join(
+            prior, on=MEMBER_YEAR, how="left", maintain_order="left"
+        )["used_cents"]
+        ordered = ordered.with_columns(before_batch.fill_null(0).alias("_used_before_batch"))
+    else:
+        ordered = ordered.with_columns(pl.lit(0, dtype=pl.Int64).alias("_used_before_batch"))
     d = pl.col("annual_deductible_cents")
-    staged = (
-        approved.join(prior, on=MEMBER_YEAR, how="left")
-        .with_columns(pl.col("used_cents").fill_null(0).alias("_used_before_batch"))
-        .drop("used_cents")
-        .sort(*MEMBER_YEAR, *DEDUCTIBLE_ORDER)
-        .with_columns(
-            (d != d.shift(1))
-            .fill_null(True)
-            .cast(pl.Int32)
-            .cum_sum()
-            .over(MEMBER_YEAR)
-            .alias("_span")
-        )
-        .with_columns(
-            (pl.col("allowed_cents").cum_sum() - pl.col("allowed_cents"))
-            .over([*MEMBER_YEAR, "_span"])
-            .alias("_allowed_before"),
-        )
+    new_year = (pl.col(MEMBER_KEY) != pl.col(MEMBER_KEY).shift(1)) | (
+        pl.col("service_year") != pl.col("service_year").shift(1)
     )
-    span_start = _span_start_balances(staged)
+    # A span run: the cases of one member-year with the same deductible in a row.
+    new_span = (new_year | (d != d.shift(1))).fill_null(True)
+    allowed_sum = pl.col("allowed_cents").cum_sum()
+    staged = ordered.with_columns(
+        new_year.fill_null(True).alias("_new_year"),
+        new_span.alias("_new_span"),
+        (allowed_sum - pl.col("allowed_cents")).alias("_sum_before"),
+    ).with_columns(
+        pl.col("_new_span").cum_sum().alias("_span"),
+        # Running sum of allowed within the span run (sums restart at its first case).
+        (
+            pl.col("_sum_before")
+            - pl.when(pl.col("_new_span")).then(pl.col("_sum_before")).forward_fill()
+        ).alias("_allowed_before"),
+    )
     u0 = pl.col("_span_start")
     balance = pl.max_horizontal(u0, pl.min_horizontal(d, u0 + pl.col("_allowed_before")))
     return (
-        staged.join(span_start, on=[*MEMBER_YEAR, "_span"], how="left")
+        staged.with_columns(_span_start_balances(staged).alias("_span_start"))
         .with_columns(balance.alias("deductible_used_before_cents"))
         .with_columns(
             pl.min_horizontal(
@@ -107,37 +144,75 @@ def _apply_deductible(approved: pl.DataFrame, used: pl.DataFrame | None) -> pl.D
                 pl.max_horizontal(pl.lit(0), d - pl.col("deductible_used_before_cents")),
             ).alias("deductible_cents")
         )
-        .drop("_span", "_allowed_before", "_span_start", "_used_before_batch")
     )
 
 
-def _span_start_balances(staged: pl.DataFrame) -> pl.DataFrame:
-    """Deductible used at the start of each (member, year, span) run of cases."""
-    spans = staged.group_by([*MEMBER_YEAR, "_span"]).agg(
-        pl.col("annual_deductible_cents").first().alias("_d"),
-        pl.col("allowed_cents").sum().alias("_total"),
-        pl.col("_used_before_batch").first().alias("_u0"),
+def _in_deductible_order(approved: pl.DataFrame) -> pl.DataFrame:
+    """Approved cases sorted by member, year and DEDUCTIBLE_ORDER.
+
+    Member, service date and received date are packed into one Int64 when the
+    dates span less than 2^15 days (always, in practice): one integer and one
+    text sort key instead of four.
+    """
+    if approved.height == 0:
+        return approved
+    bounds = approved.select(
+        pl.min_horizontal(pl.col("service_date").min(), pl.col("received_date").min())
+        .cast(pl.Int64)
+        .alias("lo"),
+        pl.max_horizontal(pl.col("service_date").max(), pl.col("received_date").max())
+        .cast(pl.Int64)
+        .alias("hi"),
+    ).row(0)
+    lo, hi = int(bounds[0]), int(bounds[1])
+    if hi - lo >= 1 << 15:  # pragma: no cover - dates 90 years apart in one batch
+        return approved.sort(MEMBER_KEY, *DEDUCTIBLE_ORDER)
+    day = 1 << 15
+    packed = (
+        pl.col(MEMBER_KEY) * (day * day)
+        + (pl.col("service_date").cast(pl.Int64) - lo) * day
+        + (pl.col("received_date").cast(pl.Int64) - lo)
     )
-    starts = spans.filter(pl.col("_span") == 1).select(*MEMBER_YEAR, pl.col("_u0").alias("_start"))
+    return approved.sort(packed, "case_id")
+
+
+def _span_start_balances(staged: pl.DataFrame) -> pl.Series:
+    """Deductible used at the start of each case's span run (per case).
+
+    The first run of a member-year starts from what earlier batches used; each
+    later run (another span, another deductible) starts from the balance the run
+    before it ended with.
+    """
+    first_run = pl.col("_new_year")
+    span_rank = pl.col("_span") - pl.when(first_run).then(pl.col("_span")).forward_fill() + 1
+    ranked = staged.select("_span", "_new_year", "_used_before_batch", span_rank.alias("_rank"))
+    if ranked.height == 0 or ranked["_rank"].max() == 1:
+        return ranked["_used_before_batch"]
+    spans = (
+        staged.with_columns(ranked["_rank"])
+        .group_by("_span", maintain_order=True)
+        .agg(
+            pl.col(MEMBER_KEY).first(),
+            pl.col("service_year").first(),
+            pl.col("_rank").first(),
+            pl.col("annual_deductible_cents").first().alias("_d"),
+            pl.col("allowed_cents").sum().alias("_total"),
+            pl.col("_used_before_batch").first().alias("_u0"),
+        )
+    )
+    year = [MEMBER_KEY, "service_year"]
+    starts = spans.filter(pl.col("_rank") == 1).select(*year, pl.col("_u0").alias("_start"))
     result: list[pl.DataFrame] = []
-    last_span = int(spans.select(pl.col("_span").max().fill_null(0)).item())
-    for rank in range(1, last_span + 1):  # one step per span rank, not per case
-        current = spans.filter(pl.col("_span") == rank).join(starts, on=MEMBER_YEAR)
-        result.append(current.select(*MEMBER_YEAR, "_span", pl.col("_start").alias("_span_start")))
+    for rank in range(1, int(spans["_rank"].max()) + 1):  # one step per span rank, not per case
+        current = spans.filter(pl.col("_rank") == rank).join(starts, on=year)
+        result.append(current.select("_span", pl.col("_start").alias("_span_start")))
         starts = current.select(
-            *MEMBER_YEAR,
+            *year,
             pl.max_horizontal(
                 pl.col("_start"),
                 pl.min_horizontal(pl.col("_d"), pl.col("_start") + pl.col("_total")),
             ).alias("_start"),
         )
-    if not result:
-        return pl.DataFrame(
-            schema={
-                "member_id": pl.String,
-                "service_year": pl.Int32,
-                "_span": pl.Int32,
-                "_span_start": pl.Int64,
-            }
-        )
-    return pl.concat(result)
+    return staged.select("_span").join(
+        pl.concat(result), on="_span", how="left", maintain_order="left"
+    )["_span_start"]

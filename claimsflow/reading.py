@@ -8,6 +8,7 @@ Everything that stops a file from being a table raises `UnreadableBatch`.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import polars as pl
@@ -35,8 +36,12 @@ def batch_format(path: Path) -> str | None:
     return BATCH_SUFFIXES.get(path.suffix.lower())
 
 
-def read_batch_bytes(data: bytes, fmt: str) -> pl.DataFrame:
-    """Parse a batch's bytes as `fmt` into text columns plus row_number and raw."""
+def read_batch_bytes(data: bytes, fmt: str, *, with_raw: bool = True) -> pl.DataFrame:
+    """Parse a batch's bytes as `fmt` into text columns plus row_number and raw.
+
+    `with_raw=False` leaves raw out: validation then builds it for the rejected
+    rows only, instead of a JSON text per row of a batch that is mostly valid.
+    """
     if not data:
         raise UnreadableBatch("the file is empty")
     try:
@@ -51,17 +56,36 @@ def read_batch_bytes(data: bytes, fmt: str) -> pl.DataFrame:
     except UnreadableBatch:
         raise
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnreadableBatch(f"cannot be read as {fmt}: {first_line}") from exc
+        raise UnreadableBatch(f"cannot be read as {fmt}: {_problem(exc)}") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise UnreadableBatch(f"missing required column(s): {', '.join(missing)}")
-    return with_row_identity(frame)
+    return with_row_identity(frame, with_raw=with_raw)
 
 
-def with_row_identity(frame: pl.DataFrame) -> pl.DataFrame:
+# Polars quotes the offending cell in `backticks`; the reason is logged and stored
+# in the batch record, so the cell (member ids, diagnoses) must not be in it.
+_BAD_FIELD = re.compile(r"^could not parse `.*?` as dtype `[^`]*` at column '([^']*)'", re.DOTALL)
+_QUOTED = re.compile(r"`[^`]*`")
+
+
+def _problem(exc: Exception) -> str:
+    """The first line of a reader's error, without any cell value it quotes."""
+    text = str(exc).strip()
+    field = _BAD_FIELD.match(text)
+    if field:
+        return f"a field of column {field[1]!r} is not properly quoted"
+    text = _QUOTED.sub("`...`", text)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def with_row_identity(frame: pl.DataFrame, *, with_raw: bool = True) -> pl.DataFrame:
     """Add row_number (1-based, file order) and raw (JSON of the row as read)."""
     text = frame.select(pl.all().cast(pl.String))
+    if not with_raw and ROW_NUMBER not in text.columns and RAW not in text.columns:
+        # A file with its own row_number or raw column keeps raw computed here,
+        # before those names are taken (validation would read the wrong values).
+        return text.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER))
     return text.with_columns(
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER),
         pl.struct(text.columns).struct.json_encode().alias(RAW)

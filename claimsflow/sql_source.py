@@ -39,7 +39,16 @@ def split_password(url: str) -> tuple[str, str | None]:
     parsed = sa.engine.make_url(url)
     if parsed.password is None:
         return url, None
-    return parsed.set(password=None).render_as_string(hide_password=False), str(parsed.password)
+    # Not URL.set(password=None): set() takes None as "leave as it is".
+    stripped = sa.engine.URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    )
+    return stripped.render_as_string(hide_password=False), str(parsed.password)
 
 
 def with_password(url: str, password: str | None) -> str:
@@ -50,8 +59,10 @@ def with_password(url: str, password: str | None) -> str:
 
 
 def source_label(url: str, table: str) -> str:
-    """How the source is named in the batch records (password hidden)."""
-    safe = sa.engine.make_url(url).render_as_string(hide_password=True)
+    """How the source is named in the batch records: the URL without its password, so
+    the label (and the batch ids and high-water mark that derive from it) is the same
+    whether the password comes in the URL, the environment or a secret block."""
+    safe, _password = split_password(url)
     return f"sql:{table}@{safe}"
 
 

@@ -4,14 +4,22 @@ Pandera checks each cell against the §1 schema; the failures become a list of
 errors per row, each naming its column. Batch-level identity rules (the first
 row of a case_id wins; a case_id decided in an earlier batch is a resubmission)
 are applied on top, vectorised.
+
+At scale almost every row is valid, so the schema is applied in two steps that
+together give exactly Pandera's verdict (see `_screen`): the schema's own check
+expressions are evaluated in one fused pass over the batch, sharing each parse
+with the typed columns, and Pandera then validates only the rows that fail some
+check, producing the per-cell failures and their messages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import pandera.polars as pa
 import polars as pl
+from pandera.api.polars.types import PolarsData
 
 from claimsflow.reading import RAW, ROW_NUMBER
 from schemas.case_batch import CASE_BATCH_SCHEMA, CASE_COLUMNS
@@ -19,6 +27,7 @@ from schemas.text_checks import cents, integer, iso_date
 
 ERRORS = "errors"
 _MISSING = "required value is missing"
+_CLEAN, _REPEAT, _RESUBMITTED = "_clean", "_repeat", "_resubmitted"
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ def cell_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFra
             raise RuntimeError(
                 f"validation check {first['check']!r} on column {first['column']!r} "
                 f"failed as a whole: {first['failure_case']}"
-            ) from exc
+            )
         cell_level = cases
         return cell_level.select(
             pl.col("index").cast(pl.Int64),
@@ -63,30 +72,36 @@ def validate_batch(raw: pl.DataFrame, decided_case_ids: pl.Series | None = None)
     """Split a text batch (from `reading`) into typed valid cases and rejections.
 
     `decided_case_ids` holds every case_id that already has a decision from an
-    earlier batch (spec §3, resubmission).
+    earlier batch (spec §3, resubmission). `raw` may lack the RAW column (see
+    `reading.read_batch_bytes`): it is then built for the rejected rows only.
     """
     text = _with_optional_columns(raw)
-    failures = cell_failures(text.select(CASE_COLUMNS), CASE_BATCH_SCHEMA)
-    column_rank = {name: i for i, name in enumerate(CASE_COLUMNS)}
-    cell_errors = failures.select(
-        (pl.col("index") + 1).alias(ROW_NUMBER),
-        pl.col("column").replace_strict(column_rank, default=len(column_rank)).alias("rank"),
-        (pl.col("column") + ": " + pl.col("error")).alias("error"),
-    )
     decided = (
         decided_case_ids
         if decided_case_ids is not None
         else pl.Series("case_id", [], dtype=pl.String)
     )
+    screened = _screen(text, decided)
+    # Pandera on the rows some check failed: the per-cell failures, in its order.
+    suspect = ~screened[_CLEAN]
+    failures = cell_failures(text.filter(suspect).select(CASE_COLUMNS), CASE_BATCH_SCHEMA)
+    failed_rows = screened[ROW_NUMBER].filter(suspect).gather(failures["index"])
+    column_rank = {name: i for i, name in enumerate(CASE_COLUMNS)}
+    cell_errors = failures.with_columns(failed_rows.alias(ROW_NUMBER)).select(
+        pl.col(ROW_NUMBER),
+        pl.col("column").replace_strict(column_rank, default=len(column_rank)).alias("rank"),
+        (pl.col("column") + ": " + pl.col("error")).alias("error"),
+    )
     identity_errors = (
-        text.select(
+        screened.filter(pl.col(_REPEAT) | pl.col(_RESUBMITTED))
+        .select(
             pl.col(ROW_NUMBER),
             pl.lit(column_rank["case_id"]).alias("rank"),
             pl.concat_list(
-                pl.when(
-                    pl.col("case_id").is_not_null() & ~pl.col("case_id").is_first_distinct()
-                ).then(pl.lit("case_id: repeats the case_id of an earlier row of this batch")),
-                pl.when(pl.col("case_id").is_in(decided.implode())).then(
+                pl.when(pl.col(_REPEAT)).then(
+                    pl.lit("case_id: repeats the case_id of an earlier row of this batch")
+                ),
+                pl.when(pl.col(_RESUBMITTED)).then(
                     pl.lit("case_id: already has a decision from an earlier batch (resubmission)")
                 ),
             ).alias("error"),
@@ -100,23 +115,31 @@ def validate_batch(raw: pl.DataFrame, decided_case_ids: pl.Series | None = None)
         .group_by(ROW_NUMBER, maintain_order=True)
         .agg(pl.col("error").alias(ERRORS))
     )
-    marked = text.join(errors, on=ROW_NUMBER, how="left")
-    rejected = marked.filter(pl.col(ERRORS).is_not_null())
-    valid = marked.filter(pl.col(ERRORS).is_null())
+    rejected = pl.col(ROW_NUMBER).is_in(errors[ROW_NUMBER].implode())
     return ValidatedBatch(
-        cases=typed_cases(valid),
-        rejections=rejected.select(
-            pl.col(ROW_NUMBER),
-            pl.col("case_id"),
-            pl.col(ERRORS),
-            pl.col(RAW),
-        ).sort(ROW_NUMBER),
+        cases=screened.filter(~rejected).select(_CASE_TYPES),
+        rejections=_rejections(raw, errors),
     )
 
 
-def typed_cases(text: pl.DataFrame) -> pl.DataFrame:
-    """Valid text rows as typed cases: dates are dates, money is integer cents."""
-    return text.select(
+# The typed case columns: dates are dates, money is integer cents.
+_CASE_TYPES: tuple[str, ...] = (
+    ROW_NUMBER,
+    "case_id",
+    "member_id",
+    "provider_id",
+    "service_date",
+    "received_date",
+    "procedure_code",
+    "diagnosis_code",
+    "units",
+    "billed_cents",
+    "prior_auth_id",
+)
+
+
+def _typed_columns() -> list[pl.Expr]:
+    return [
         pl.col(ROW_NUMBER),
         pl.col("case_id"),
         pl.col("member_id"),
@@ -132,6 +155,102 @@ def typed_cases(text: pl.DataFrame) -> pl.DataFrame:
         .then(pl.col("prior_auth_id"))
         .otherwise(None)
         .alias("prior_auth_id"),
+    ]
+
+
+def typed_cases(text: pl.DataFrame) -> pl.DataFrame:
+    """Valid text rows as typed cases: dates are dates, money is integer cents."""
+    return text.select(_typed_columns())
+
+
+def _screen(text: pl.DataFrame, decided: pl.Series) -> pl.DataFrame:
+    """One pass over the batch: whether every schema check passes, the identity
+    flags, and the typed columns.
+
+    The check expressions are the schema's own (`_check_expressions`), evaluated
+    with Pandera's semantics (a null check result passes unless the check says
+    otherwise; a non-nullable column must have no null). A row whose checks all
+    pass is one Pandera would report nothing for, because every check is a
+    row-wise expression; every other row goes through Pandera itself. Evaluated
+    in one lazy query, each parse (dates, cents) is done once and shared by the
+    checks and the typed columns (common subexpression elimination).
+    """
+    checks = _check_expressions(CASE_BATCH_SCHEMA, text)
+    clean = pl.all_horizontal(checks) if checks is not None else pl.lit(False)
+    return (
+        text.lazy()
+        .select(
+            *_typed_columns(),
+            clean.alias(_CLEAN),
+            (pl.col("case_id").is_not_null() & ~pl.col("case_id").is_first_distinct()).alias(
+                _REPEAT
+            ),
+            pl.col("case_id").is_in(decided.implode()).alias(_RESUBMITTED),
+        )
+        .collect()
+    )
+
+
+class _CheckRecorder:
+    """Stands in for the LazyFrame a Pandera check selects from, to keep its expression."""
+
+    def __init__(self) -> None:
+        self.exprs: tuple[pl.Expr, ...] = ()
+
+    def select(self, *exprs: pl.Expr) -> _CheckRecorder:
+        self.exprs = exprs
+        return self
+
+
+def _check_expressions(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> list[pl.Expr] | None:
+    """Every check of `schema` as one boolean expression per check (True = passes).
+
+    None when the schema holds anything this cannot express exactly (a check that
+    is not a single row-wise `select`, element-wise or frame-wide checks, unique
+    or coerced columns, a column missing or not text): then every row goes
+    through Pandera.
+    """
+    if schema.checks or schema.coerce or schema.unique:
+        return None
+    exprs: list[pl.Expr] = []
+    for name, column in schema.columns.items():
+        if name not in frame.columns:
+            if column.required:
+                return None
+            continue
+        if frame.schema[name] != pl.String or column.unique or column.coerce:
+            return None
+        if not column.nullable:
+            exprs.append(pl.col(name).is_not_null())
+        for check in column.checks:
+            recorder = _CheckRecorder()
+            if check.element_wise or check._check_fn is None:
+                return None
+            data = PolarsData(cast(pl.LazyFrame, recorder), name)
+            try:
+                out = check._check_fn(data, **check._check_kwargs)
+            except Exception:
+                return None
+            if out is not recorder or len(recorder.exprs) != 1:
+                return None
+            exprs.append(recorder.exprs[0].fill_null(bool(check.ignore_na)))
+    return exprs
+
+
+def _rejections(raw: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
+    """Rejected rows with their errors and raw values, in file order."""
+    rows = raw.filter(pl.col(ROW_NUMBER).is_in(errors[ROW_NUMBER].implode()))
+    if RAW in raw.columns:
+        kept = pl.col(RAW)
+    else:
+        # The row as read, for the rejected rows only (reading left it out).
+        read = [c for c in raw.columns if c != ROW_NUMBER]
+        kept = pl.struct(read).struct.json_encode() if read else pl.lit("{}")
+    return (
+        rows.select(pl.col(ROW_NUMBER), pl.col("case_id"), kept.alias(RAW))
+        .join(errors, on=ROW_NUMBER, how="left", maintain_order="left")
+        .select(ROW_NUMBER, "case_id", ERRORS, RAW)
+        .sort(ROW_NUMBER)
     )
 
 

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,13 @@ class Stack:
 def start_server(stack: Stack) -> subprocess.Popen[bytes]:
     """Start `prefect server start` in its own process group; returns once launched."""
     stack.home.mkdir(parents=True, exist_ok=True)
+    # Refuse a busy port up front: the health check could otherwise be answered by
+    # whatever already listens there.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((stack.host, stack.port))
+        except OSError as exc:
+            raise ServeError(f"{stack.host}:{stack.port} is already in use ({exc})") from None
     return _launch(
         stack,
         SERVER,
@@ -236,12 +244,13 @@ def _read_pid(pid_file: Path) -> int | None:
 
 
 def _is_ours(pid: int) -> bool:
-    """A live process that is still a `prefect` command (a pid file can outlive its process)."""
+    """A live `python -m prefect server|worker` process: a pid file can outlive its
+    process, and the pid be reused by an unrelated one, which must not be signalled."""
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"prefect" in command
+    return b"prefect" in args and (SERVER.encode() in args or WORKER.encode() in args)
 
 
 def _running(stack: Stack, name: str) -> bool:

@@ -67,8 +67,12 @@ def take_writer_lock(lake: Path, wait_seconds: float) -> ExitStack:
     so it stays held across the tasks the flow runs while the stack is open.
     """
     held = ExitStack()
-    held.enter_context(writer_lock(lake, timeout=wait_seconds, on_wait=get_run_logger().warning))
+    held.enter_context(writer_lock(lake, timeout=wait_seconds, on_wait=_warn))
     return held
+
+
+def _warn(message: str) -> None:
+    get_run_logger().warning(message)
 
 
 @task(name="open-lake", cache_policy=NONE)

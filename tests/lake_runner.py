@@ -15,9 +15,12 @@ between two runs of the same inbox (timestamps, run ids).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Callable
 from multiprocessing.context import ForkServerContext
@@ -149,3 +152,28 @@ def file_identities(root: Path) -> dict[str, tuple[int, int, int]]:
             info = path.stat()
             identities[str(path.relative_to(root))] = (info.st_ino, info.st_mtime_ns, info.st_size)
     return identities
+
+
+def run_in_own_session(
+    command: list[str], env: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in a session of its own, output to files (not pipes: a killed
+    run's temporary Prefect server would hold them open), then end whatever it
+    left running in that session."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            command, env=env, stdout=stdout, stderr=stderr, start_new_session=True
+        )
+        try:
+            process.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return subprocess.CompletedProcess(
+        command,
+        process.returncode,
+        out.read_text(encoding="utf-8", errors="replace"),
+        err.read_text(encoding="utf-8", errors="replace"),
+    )

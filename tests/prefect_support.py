@@ -68,7 +68,8 @@ class Api:
         self.client.close()
 
     def _json(self, response: httpx.Response) -> Any:
-        response.raise_for_status()
+        if response.is_error:
+            raise AssertionError(f"{response.request.url}: {response.status_code} {response.text}")
         return response.json()
 
     def deployments(self) -> dict[str, dict[str, Any]]:
@@ -82,6 +83,11 @@ class Api:
         if name:
             body["name"] = name
         return self.client.post(f"/deployments/{deployment_id}/create_flow_run", json=body)
+
+    def run(self, deployment_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Create a flow run of a deployment (refused parameters raise)."""
+        created: dict[str, Any] = self._json(self.create_run(deployment_id, parameters))
+        return created
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = self._json(self.client.get(f"/flow_runs/{run_id}"))

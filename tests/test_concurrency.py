@@ -185,14 +185,17 @@ def test_readers_during_a_run_see_each_batch_whole_or_not_at_all(tmp_path: Path)
     sql = "SELECT batch_id, count(*) FROM case_decisions GROUP BY batch_id"
     by_id = {batch_id_of_bytes((inbox / n).read_bytes()): n for n in names}
 
+    def per_batch() -> dict[str, int]:
+        """What a reader sees: decided cases per batch, through `adjudicate query`'s path."""
+        return {by_id[str(b)]: int(str(n)) for b, n in catalog.run_query(lake, sql).rows}
+
     writer = start_process(run_lake, inbox, reference, lake)
     observed: list[dict[str, int]] = []
     while writer.is_alive() or not observed:
-        counts = {by_id[b]: n for b, n in catalog.run_query(lake, sql).rows}
-        observed.append(counts)
+        observed.append(per_batch())
     writer.join(timeout=120)
     assert writer.exitcode == 0
-    observed.append({by_id[b]: n for b, n in catalog.run_query(lake, sql).rows})
+    observed.append(per_batch())
 
     for counts in observed:
         # Each batch is complete or absent, and batches appear in the run's order.

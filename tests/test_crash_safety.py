@@ -12,7 +12,6 @@ timestamps. One scenario goes through the real `adjudicate run` command.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
@@ -33,6 +32,7 @@ from tests.lake_runner import (
     crash_run,
     lake_snapshot,
     open_views,
+    run_in_own_session,
     run_lake,
     start_process,
 )
@@ -323,20 +323,24 @@ def assert_same_as_uninterrupted(world: World, lake: Path) -> None:
 @pytest.mark.prefect
 def test_adjudicate_run_sigkilled_mid_run_then_rerun(world: World, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
+    # The 4th publication of a fresh lake is c's (after _empty, a and b's record):
+    # killed with c's folder complete in _staging/, not yet renamed into place.
     killed = run_cli(
-        world, lake, tmp_path, {"CLAIMS_CRASH_AT": "after-publish", "CLAIMS_CRASH_AFTER": "2"}
+        world, lake, tmp_path, {"CLAIMS_CRASH_AT": "before-publish", "CLAIMS_CRASH_AFTER": "4"}
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    a, b, c, _d = world.recorded_order
+    a, b, _c, _d = world.recorded_order
     batches = sorted(p.name for p in eventlog.batches_dir(lake).iterdir())
-    assert batches == sorted([a, b, c, eventlog.EMPTY_BATCH])  # killed after c was published
+    assert batches == sorted([a, b, eventlog.EMPTY_BATCH])
+    [leftover] = eventlog.staging_dir(lake).iterdir()
+    assert sorted(p.name for p in leftover.iterdir()) == TABLE_FILES
     assert not catalog.catalog_path(lake).exists()
     assert_only_whole_batches_visible(world, lake)
 
     rerun = run_cli(world, lake, tmp_path, {})
 
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "batches: 1 processed, 4 skipped, 0 rejected" in rerun.stdout
+    assert rerun.returncode == 1, rerun.stderr[-2000:]  # c has a rejected row
+    assert "batches: 2 processed, 3 skipped, 0 rejected" in rerun.stdout
     assert_same_as_uninterrupted(world, lake)
 
 
@@ -359,28 +363,3 @@ def run_cli(
         "1",
     ]
     return run_in_own_session(command, env, tmp_path)
-
-
-def run_in_own_session(
-    command: list[str], env: dict[str, str], tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    """Run a command in a session of its own, output to files (not pipes: a killed
-    run's temporary Prefect server would hold them open), then end whatever it
-    left running in that session."""
-    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            command, env=env, stdout=stdout, stderr=stderr, start_new_session=True
-        )
-        try:
-            process.wait(timeout=300)
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return subprocess.CompletedProcess(
-        command,
-        process.returncode,
-        out.read_text(encoding="utf-8", errors="replace"),
-        err.read_text(encoding="utf-8", errors="replace"),
-    )

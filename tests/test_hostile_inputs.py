@@ -120,6 +120,8 @@ def corpus_files() -> dict[str, bytes]:
                 m002("H14b", 16, prior_auth_id="@SUM(A1:A9)"),
             ]
         ),
+        # A badly quoted cell: the reader's error would quote it; the reason does not.
+        "15_bad_quotes.csv": ",".join(CASE_HEADER).encode() + b'\nH15,"M0"02,P001\n',
         # File names cannot hold "/", but may hold backslashes and shell syntax.
         "evil..\\..\\..\\escape.csv": b"\x00\xff\xfe not a table",
         "$(touch pwned).csv": csv_bytes([m002("H20", 20)]),
@@ -165,6 +167,10 @@ EXPECTED_BATCHES: dict[str, Outcome] = {
     ),
     "13_nested_cells.jsonl": Outcome(PROCESSED, 1, 0, 1),
     "14_formula.csv": Outcome(PROCESSED, 3, 2, 1),
+    "15_bad_quotes.csv": Outcome(
+        REJECTED,
+        reason="cannot be read as csv: a field of column 'member_id' is not properly quoted",
+    ),
     "99_good.csv": Outcome(PROCESSED, 1, 1, 0),
     "evil..\\..\\..\\escape.csv": Outcome(REJECTED, reason=f"{NOT_UTF8} (byte 1)"),
     "19_link_in.csv": Outcome(SKIPPED),  # a link to 00_good.csv inside the inbox

@@ -120,9 +120,10 @@ def stack(launched: dict[str, Launched | None]) -> Iterator[Stack]:
     assert served is not None
     wait_until_healthy(served.stack, served.server)
     create_work_pool(served.stack)
-    deploy(served.stack)
+    # The worker starts up while the deployments are being registered.
     worker = start_worker(served.stack)
     try:
+        deploy(served.stack)
         yield served.stack
     finally:
         stop(worker)
@@ -202,17 +203,17 @@ def test_adjudicate_batch_runs_through_the_worker(api: Api, tmp_path: Path) -> N
     )
     bad_lake = tmp_path / "bad-lake"
     deployment = api.deployments()["adjudicate-batch"]["id"]
-    good = api.create_run(
+    good = api.run(
         deployment, {"batch_file": str(batch), "reference": str(reference), "lake": str(lake)}
-    ).json()
-    bad = api.create_run(
+    )
+    bad = api.run(
         deployment,
         {"batch_file": str(batch), "reference": str(bad_reference), "lake": str(bad_lake)},
-    ).json()
+    )
 
     done = api.wait(good["id"])
     # One row of four rejected: the run completes, with a warning summary.
-    assert done["state_type"] == "COMPLETED", done["state"]
+    assert done["state_type"] == "COMPLETED", done["state"]["message"]
     assert done["state"]["message"].startswith("Completed with warnings: 1 batch(es): 1 processed")
     decided = run_query(lake, "SELECT case_id, status FROM case_decisions ORDER BY case_id")
     assert decided.rows == [("W1", "APPROVED"), ("W3", "APPROVED"), ("W4", "APPROVED")]
@@ -237,7 +238,7 @@ def test_adjudicate_batch_runs_through_the_worker(api: Api, tmp_path: Path) -> N
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_custom_run_from_the_ui(api: Api, stack: Stack, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     reference = write_reference(tmp_path / "reference")
     batch = write_batch(tmp_path / "drop" / "claims-ui.csv")
@@ -254,17 +255,23 @@ def test_custom_run_from_the_ui(api: Api, stack: Stack, tmp_path: Path) -> None:
             page.get_by_role("link", name="adjudicate-batch").first.click()
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_text("Custom run").click()
-            page.locator(".flow-run-name-input input").fill(run_name)
             for name, value in (("batch_file", batch), ("reference", reference), ("lake", lake)):
                 field = page.locator(".schema-form-property", has_text=f"{name} (Optional)")
                 field.locator("textarea, input").first.fill(str(value))
+            # Last: the form fills in a generated run name once it has loaded.
+            page.locator(".flow-run-name-input input").fill(run_name)
+            expect(page.locator(".flow-run-name-input input")).to_have_value(run_name)
             page.get_by_role("button", name="Submit").click()
 
-            [created] = _eventually(lambda: api.flow_runs_named(run_name))
+            # The run the form created: the only one with this test's lake.
+            [created] = _eventually(
+                lambda: [r for r in api.flow_runs() if r["parameters"].get("lake") == str(lake)]
+            )
+            assert created["name"] == run_name
             assert created["parameters"]["batch_file"] == str(batch)
             assert created["parameters"]["ruleset"] == ""  # the form's defaults went along
             done = api.wait(created["id"])
-            assert done["state_type"] == "COMPLETED", done["state"]
+            assert done["state_type"] == "COMPLETED", done["state"]["message"]
 
             page.goto(f"{stack.url}/runs/flow-run/{created['id']}")
             page.locator(".state-badge", has_text="Completed").first.wait_for()
@@ -276,6 +283,7 @@ def test_custom_run_from_the_ui(api: Api, stack: Stack, tmp_path: Path) -> None:
     assert run_query(lake, "SELECT count(*) FROM case_decisions").rows == [(3,)]
 
 
+@pytest.mark.postgres
 def test_postgres_backed_server_runs_flows(
     launched: dict[str, Launched | None], tmp_path: Path
 ) -> None:

@@ -106,8 +106,13 @@ def v2() -> RuleSet:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    return load_reference(_write_reference(tmp_path_factory.mktemp("ref") / "reference"))
+def reference_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_reference(tmp_path_factory.mktemp("ref") / "reference")
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir: Path) -> Reference:
+    return load_reference(reference_dir)
 
 
 def _record(
@@ -252,3 +257,28 @@ def test_report_file_holds_every_case_in_range(
     assert back["case_id"].to_list() == result.cases["case_id"].to_list()
     assert back.filter(pl.col("changed")).height == 4
     assert REJECTED not in back["new_status"].to_list()
+
+
+def test_cli_prints_the_summary_and_writes_the_report(
+    lake: Path, reference_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from claimsflow.cli import app
+
+    reports = tmp_path / "reports"
+    args = ["what-if", "--from", "2024-04-01", "--to", "2024-04-30", "--ruleset", "2"]
+    paths = ["--lake", str(lake), "--reference", str(reference_dir), "--reports", str(reports)]
+    result = CliRunner().invoke(app, [*args, *paths])
+    assert result.exit_code == 0, result.output
+    assert "6 case(s), 4 would change" in result.output
+    assert "delta -9,750.00" in result.output
+    assert "C1" in result.output and "PENDED" in result.output  # the sample table
+    [report] = reports.glob("what-if-*.parquet")
+    assert f"report: {report}" in result.output
+
+    backwards = CliRunner().invoke(
+        app, [*args[:1], "--from", "2024-05-01", "--to", "2024-04-01", "--ruleset", "2", *paths]
+    )
+    assert backwards.exit_code == 2
+    assert "the range is empty" in backwards.output

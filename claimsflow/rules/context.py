@@ -53,73 +53,112 @@ CONTEXT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+#: An integer per member of members.csv (null for an unknown member): pricing sorts
+#: and groups cases by member on it instead of hashing and comparing text again.
+MEMBER_KEY = "_member_key"
+
+
 def adjudication_context(cases: pl.DataFrame, reference: Reference) -> pl.DataFrame:
     """Join typed cases (from validation) with members, providers and fees.
 
-    The result keeps the cases' order and has every column of CONTEXT_SCHEMA.
+    The result keeps the cases' order and has every column of CONTEXT_SCHEMA,
+    then MEMBER_KEY. Each lookup is a join of the key column alone, and its
+    columns are placed beside the cases': the case columns are never copied.
     """
     members = reference.members
-    first_start = members.group_by("member_id").agg(
-        pl.col("coverage_start").min().alias("first_coverage_start")
+    per_member = (
+        members.group_by("member_id", maintain_order=True)
+        .agg(pl.col("coverage_start").min().alias("first_coverage_start"))
+        .with_row_index(MEMBER_KEY)
     )
-    # Spans of one member never overlap (checked on load), so the only span that
-    # can cover a date is the latest one starting on or before it.
-    spans = members.select(
-        "member_id",
-        pl.col("coverage_start"),
-        pl.col("coverage_end"),
-        pl.col("deductible_cents").alias("annual_deductible_cents"),
-        "coinsurance_percent",
-    ).sort("coverage_start")
-    with_span = (
-        cases.with_row_index("_order")
-        .sort("service_date")
-        .join_asof(
-            spans,
-            left_on="service_date",
-            right_on="coverage_start",
-            by="member_id",
-            strategy="backward",
-            coalesce=False,
-            check_sortedness=False,
-        )
-        .sort("_order")
-        .drop("_order")
+    member = _lookup(cases, "member_id", per_member)
+    span = _covering_span(
+        cases["service_date"],
+        next(s for s in member if s.name == MEMBER_KEY),
+        members.join(per_member, on="member_id", how="left"),
+    )
+    provider = _lookup(
+        cases,
+        "provider_id",
+        reference.providers.select(
+            "provider_id", "provider_status", "in_network", pl.lit(True).alias("provider_known")
+        ),
+    )
+    fee = _lookup(
+        cases,
+        "procedure_code",
+        reference.fee_schedule.select(
+            "procedure_code",
+            "fee_allowed_cents",
+            "prior_auth_required",
+            "max_units",
+            pl.lit(True).alias("fee_known"),
+        ),
     )
     covered = pl.col("coverage_start").is_not_null() & (
         pl.col("coverage_end").is_null() | (pl.col("service_date") <= pl.col("coverage_end"))
     )
-    providers = reference.providers.select(
-        "provider_id", "provider_status", "in_network", pl.lit(True).alias("provider_known")
-    )
-    fees = reference.fee_schedule.select(
-        "procedure_code",
-        "fee_allowed_cents",
-        "prior_auth_required",
-        "max_units",
-        pl.lit(True).alias("fee_known"),
-    )
-    joined = (
-        with_span.with_columns(covered.alias("covered"))
-        .join(first_start, on="member_id", how="left", maintain_order="left")
-        .join(providers, on="provider_id", how="left", maintain_order="left")
-        .join(fees, on="procedure_code", how="left", maintain_order="left")
-    )
+    joined = cases.hstack([*span.get_columns(), *member, *provider, *fee])
     return joined.with_columns(
+        covered.alias("covered"),
         pl.col("prior_auth_id").is_null().alias("prior_auth_missing"),
         pl.col("first_coverage_start").is_not_null().alias("member_known"),
         pl.col("provider_known").fill_null(False),
         pl.col("fee_known").fill_null(False),
-        # Terms of an uncovered case are meaningless: keep them null, not stale.
-        pl.when(pl.col("covered"))
-        .then(pl.col("annual_deductible_cents"))
-        .alias("annual_deductible_cents"),
-        pl.when(pl.col("covered")).then(pl.col("coinsurance_percent")).alias("coinsurance_percent"),
         (pl.col("received_date") - pl.col("service_date"))
         .dt.total_days()
         .cast(pl.Int64)
         .alias("days_to_receive"),
     ).select(
-        *[name for name in cases.columns if name not in CONTEXT_SCHEMA],
-        *CONTEXT_SCHEMA,
+        *[name for name in cases.columns if name not in CONTEXT_SCHEMA and name != MEMBER_KEY],
+        *[
+            # Terms of an uncovered case are meaningless: keep them null, not stale.
+            pl.when(pl.col("covered")).then(pl.col(name)).alias(name)
+            if name in ("annual_deductible_cents", "coinsurance_percent")
+            else pl.col(name)
+            for name in CONTEXT_SCHEMA
+        ],
+        MEMBER_KEY,
     )
+
+
+def _covering_span(
+    service_date: pl.Series, member_key: pl.Series, spans: pl.DataFrame
+) -> pl.DataFrame:
+    """Per case, the latest span of its member starting on or before its service date.
+
+    Spans of one member never overlap (checked on load), so that span is the only
+    one that can cover the date. Spans and cases are keyed by one integer (member,
+    then day) and each case finds its span by binary search in the sorted span
+    keys: no sort of the cases and no join on text.
+    """
+    starts = [d for d in (spans["coverage_start"].min(), service_date.min()) if d is not None]
+    first_day = pl.lit(min(starts) if starts else 0).cast(pl.Date).cast(pl.Int64)
+
+    def packed(member: pl.Expr, day: pl.Expr) -> pl.Expr:
+        # Days from the earliest date fit in 32 bits, member numbers in 31.
+        return member.cast(pl.Int64) * (1 << 32) + (day.cast(pl.Int64) - first_day)
+
+    ordered = spans.select(
+        packed(pl.col(MEMBER_KEY), pl.col("coverage_start")).alias("_key"),
+        MEMBER_KEY,
+        "coverage_start",
+        "coverage_end",
+        pl.col("deductible_cents").alias("annual_deductible_cents"),
+        "coinsurance_percent",
+    ).sort("_key")
+    case_key = pl.select(packed(pl.lit(member_key), pl.lit(service_date)).fill_null(-1)).to_series()
+    at = ordered["_key"].search_sorted(case_key, side="right").cast(pl.Int64) - 1
+    same_member = ordered[MEMBER_KEY].gather(at.clip(lower_bound=0)) == member_key
+    position = pl.select(
+        pl.when(pl.lit(at) >= 0).then(pl.when(pl.lit(same_member)).then(pl.lit(at)))
+    ).to_series()
+    return ordered.drop("_key", MEMBER_KEY).select(pl.all().gather(position))
+
+
+def _lookup(cases: pl.DataFrame, key: str, table: pl.DataFrame) -> list[pl.Series]:
+    """The columns of `table` (unique on `key`) for each case, in case order."""
+    found = cases.select(key).join(table, on=key, how="left", maintain_order="left")
+    if found.height != cases.height:  # pragma: no cover - keys are unique (checked on load)
+        raise ValueError(f"reference keys of {key} are not unique")
+    return found.drop(key).get_columns()

@@ -1,0 +1,797 @@
+"""The data-quality gate of a run: Great Expectations on the run's outputs.
+
+Three expectation suites live in the repo's GX file context (gx/):
+
+- `claims_run_decisions`: the spec's invariants on every decision of the run
+  (status, amounts, pricing arithmetic, reason codes);
+- `claims_run_batches`: every batch record of the run adds up (rows in = decided +
+  rejected) and matches the rows the log holds;
+- `claims_run_drift`: the run's denial and rejection rates lie within a band around
+  the trailing runs' rates (the band is a suite parameter, computed per run).
+
+The checkpoint `claims_run_outputs` validates the three tables and builds Data Docs.
+The run's tables are handed to GX as an SQLite file (GX's SQL engine: one
+checkpoint validates three tables, and multi-column invariants are plain SQL);
+the file lives in a temporary folder and its path reaches the context through
+the `${CLAIMS_GX_DB}` substitution variable. Validation results and Data Docs go
+to the reports folder (`${CLAIMS_GX_RESULTS_DIR}`, `${CLAIMS_GX_DATA_DOCS_DIR}`),
+so running a checkpoint never writes into gx/ and the git tree stays clean.
+
+GX is imported lazily (it takes seconds): importing this module is cheap.
+The suites are defined here in code and written into gx/ by
+`python -m claimsflow.quality build-gx`; a test checks gx/ matches this code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import polars as pl
+
+from claimsflow.reporting.runlog import (
+    AMOUNT_COLUMNS,
+    DECISION_STATUSES,
+    DENIED,
+    PENDED,
+    RunFacts,
+)
+from claimsflow.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from great_expectations.data_context.data_context.file_data_context import FileDataContext
+    from great_expectations.expectations.expectation import Expectation
+
+GX_DIR = PROJECT_ROOT / "gx"
+DATASOURCE = "claims_run_outputs"
+CHECKPOINT = "claims_run_outputs"
+DATA_DOCS_SITE = "claims_site"
+BATCH_DEFINITION = "whole_table"
+
+#: Where a run's GX output goes, under the reports folder.
+DATA_DOCS_FOLDER = "gx-data-docs"
+RESULTS_FOLDER = "gx-validations"
+
+#: Tables of the run handed to GX (= data assets), and their suites.
+DECISIONS_TABLE, BATCHES_TABLE, RATES_TABLE = "run_decisions", "run_batches", "run_rates"
+SUITE_OF_TABLE = {
+    DECISIONS_TABLE: "claims_run_decisions",
+    BATCHES_TABLE: "claims_run_batches",
+    RATES_TABLE: "claims_run_drift",
+}
+#: Every table starts with record_id (case_id, batch_id or run_id): GX lists the
+#: rows that break an expectation by it, and one checkpoint names one index column.
+RECORD_ID = "record_id"
+TABLE_COLUMNS: dict[str, dict[str, str]] = {
+    DECISIONS_TABLE: {
+        RECORD_ID: "TEXT",
+        "case_id": "TEXT",
+        "batch_id": "TEXT",
+        "status": "TEXT",
+        "reason_codes": "TEXT",  # joined with ", " (SQLite has no list type)
+        "reason_code_count": "INTEGER",
+        **dict.fromkeys(AMOUNT_COLUMNS, "INTEGER"),
+        "billed_cents": "INTEGER",
+    },
+    BATCHES_TABLE: {
+        RECORD_ID: "TEXT",
+        "batch_id": "TEXT",
+        "source": "TEXT",
+        "status": "TEXT",
+        "rows_in": "INTEGER",
+        "rows_decided": "INTEGER",
+        "rows_rejected": "INTEGER",
+        "decisions_recorded": "INTEGER",
+        "rejections_recorded": "INTEGER",
+    },
+    RATES_TABLE: {
+        RECORD_ID: "TEXT",
+        "run_id": "TEXT",
+        "cases_decided": "INTEGER",
+        "denial_rate": "REAL",
+        "rows_in": "INTEGER",
+        "rejection_rate": "REAL",
+    },
+}
+
+BATCH_STATUSES = ("PROCESSED", "SKIPPED", "REJECTED")
+DRIFT_METRICS = ("denial_rate", "rejection_rate")
+
+
+# Drift: the band around the trailing runs.
+
+
+@dataclass(frozen=True)
+class DriftBand:
+    """How far a run's rates may move from the trailing runs' before the gate fails.
+
+    Rates are fractions (0.15 = 15 percentage points). A rate is judged only when
+    at least `min_runs` earlier runs had cases (rows, for the rejection rate) and
+    this run has at least `min_cases`: a handful of cases says nothing about drift.
+    The baseline is pooled over the last `window` such runs (their denied cases over
+    their decided cases), so a big run weighs more than a small one.
+    """
+
+    window: int = 7
+    min_runs: int = 3
+    min_cases: int = 20
+    denial: float = 0.15
+    rejection: float = 0.10
+
+    #: Environment variables that override the defaults (see docs/operations.md).
+    ENV: ClassVar[dict[str, str]] = {
+        "window": "CLAIMS_DRIFT_WINDOW",
+        "min_runs": "CLAIMS_DRIFT_MIN_RUNS",
+        "min_cases": "CLAIMS_DRIFT_MIN_CASES",
+        "denial": "CLAIMS_DRIFT_DENIAL_BAND",
+        "rejection": "CLAIMS_DRIFT_REJECTION_BAND",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DriftBand:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, variable in cls.ENV.items():
+            text = env.get(variable, "").strip()
+            if not text:
+                continue
+            kind = int if name in ("window", "min_runs", "min_cases") else float
+            try:
+                values[name] = kind(text)
+            except ValueError:
+                raise ValueError(f"{variable} must be a number, not {text!r}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """One rate of the run against its trailing baseline."""
+
+    metric: str
+    current: float | None
+    baseline: float | None
+    trailing_runs: int
+    low: float
+    high: float
+    judged: bool
+    note: str
+
+    @property
+    def label(self) -> str:
+        return self.metric.replace("_", " ")
+
+
+def drift_checks(runs: pl.DataFrame, run_id: str, band: DriftBand) -> list[DriftCheck]:
+    """The denial and rejection rate checks of `run_id`, from `runlog.runs` (all runs)."""
+    checks = []
+    specs = (
+        ("denial_rate", "cases_denied", "cases_decided", band.denial, "decided case(s)"),
+        ("rejection_rate", "rows_rejected", "rows_in", band.rejection, "row(s) in"),
+    )
+    mine = runs.filter(pl.col("run_id") == run_id) if runs.height else runs
+    for metric, part, whole, width, unit in specs:
+        if mine.is_empty() or not mine[whole][0]:
+            checks.append(_unjudged(metric, None, 0, "no rows in this run"))
+            continue
+        current = mine[part][0] / mine[whole][0]
+        earlier = (
+            runs.filter((pl.col("finished_at") < mine["started_at"][0]) & (pl.col(whole) > 0))
+            .sort("finished_at")
+            .tail(band.window)
+        )
+        if earlier.height < band.min_runs:
+            note = f"baseline needs {band.min_runs} earlier run(s), found {earlier.height}"
+            checks.append(_unjudged(metric, current, earlier.height, note))
+            continue
+        if mine[whole][0] < band.min_cases:
+            note = f"only {mine[whole][0]} {unit}; judged from {band.min_cases}"
+            checks.append(_unjudged(metric, current, earlier.height, note))
+            continue
+        baseline = int(earlier[part].sum()) / int(earlier[whole].sum())
+        checks.append(
+            DriftCheck(
+                metric=metric,
+                current=current,
+                baseline=baseline,
+                trailing_runs=earlier.height,
+                low=max(0.0, baseline - width),
+                high=min(1.0, baseline + width),
+                judged=True,
+                note=f"baseline over the last {earlier.height} run(s), band ±{width:.0%}",
+            )
+        )
+    return checks
+
+
+def _unjudged(metric: str, current: float | None, trailing: int, note: str) -> DriftCheck:
+    # Bounds 0..1 cannot fail: the expectation still runs and is recorded, unjudged.
+    return DriftCheck(metric, current, None, trailing, 0.0, 1.0, judged=False, note=note)
+
+
+def drift_parameters(checks: Sequence[DriftCheck]) -> dict[str, float]:
+    """The drift suite's parameters ($PARAMETER values) for these checks."""
+    parameters: dict[str, float] = {}
+    for check in checks:
+        parameters[f"{check.metric}_min"] = check.low
+        parameters[f"{check.metric}_max"] = check.high
+    return parameters
+
+
+# The expectation suites (the source of gx/expectations/*.json).
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One expectation: its GX type and arguments, and our name for the invariant."""
+
+    check: str
+    description: str
+    expectation: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    severity: str = "critical"
+
+
+def _status_is(*statuses: str) -> dict[str, Any]:
+    if len(statuses) == 1:
+        return {"type": "comparison", "column": {"name": "status"}, "operator": "==",
+                "parameter": statuses[0]}  # fmt: skip
+    return {"type": "comparison", "column": {"name": "status"}, "operator": "IN",
+            "parameter": list(statuses)}  # fmt: skip
+
+
+AMOUNTS_SUM = " + ".join(c for c in AMOUNT_COLUMNS if c != "allowed_cents")
+SUITES: dict[str, list[CheckSpec]] = {
+    "claims_run_decisions": [
+        CheckSpec(
+            "status-present",
+            "Every decision has a status.",
+            "expect_column_values_to_not_be_null",
+            {"column": "status"},
+        ),
+        CheckSpec(
+            "status-allowed",
+            "Status is APPROVED, DENIED or PENDED (spec §4).",
+            "expect_column_values_to_be_in_set",
+            {"column": "status", "value_set": list(DECISION_STATUSES)},
+        ),
+        CheckSpec(
+            "case-decided-once",
+            "A case has one decision (resubmissions are rejected, spec §3).",
+            "expect_column_values_to_be_unique",
+            {"column": "case_id"},
+        ),
+        CheckSpec(
+            "amounts-present",
+            "Every amount is recorded (integer cents, never missing).",
+            "unexpected_rows_expectation",
+            {
+                "unexpected_rows_query": "SELECT * FROM {batch} WHERE "
+                + " OR ".join(f"{c} IS NULL" for c in AMOUNT_COLUMNS)
+            },
+        ),
+        *[
+            CheckSpec(
+                f"amount-not-negative:{column}",
+                f"{column} is 0 or more (spec §5).",
+                "expect_column_values_to_be_between",
+                {"column": column, "min_value": 0},
+            )
+            for column in AMOUNT_COLUMNS
+        ],
+        CheckSpec(
+            "pricing-adds-up",
+            "APPROVED: paid + deductible + coinsurance = allowed (spec §5).",
+            "unexpected_rows_expectation",
+            {
+                "unexpected_rows_query": "SELECT * FROM {batch} WHERE status = 'APPROVED' "
+                f"AND {AMOUNTS_SUM} <> allowed_cents"
+            },
+        ),
+        CheckSpec(
+            "allowed-within-billed",
+            "APPROVED: allowed is at most billed (spec §5: allowed = min(billed, fee)).",
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            {
+                "column_A": "billed_cents",
+                "column_B": "allowed_cents",
+                "or_equal": True,
+                "row_condition": _status_is("APPROVED"),
+            },
+        ),
+        CheckSpec(
+            "zero-amounts-unless-approved",
+            "DENIED and PENDED cases carry 0 in every amount (spec §5).",
+            "unexpected_rows_expectation",
+            {
+                "unexpected_rows_query": "SELECT * FROM {batch} WHERE status <> 'APPROVED' AND ("
+                + " OR ".join(f"{c} <> 0" for c in AMOUNT_COLUMNS)
+                + ")"
+            },
+        ),
+        CheckSpec(
+            "reason-codes-listed",
+            "Reason codes are a list (empty or not) on every decision.",
+            "expect_column_values_to_not_be_null",
+            {"column": "reason_code_count"},
+        ),
+        CheckSpec(
+            "reasons-when-denied-or-pended",
+            "DENIED and PENDED cases have at least one reason code (spec §4).",
+            "expect_column_values_to_be_between",
+            {
+                "column": "reason_code_count",
+                "min_value": 1,
+                "row_condition": _status_is(DENIED, PENDED),
+            },
+        ),
+        CheckSpec(
+            "no-reasons-when-approved",
+            "APPROVED cases have an empty list of reason codes (spec §7).",
+            "expect_column_values_to_be_in_set",
+            {
+                "column": "reason_code_count",
+                "value_set": [0],
+                "row_condition": _status_is("APPROVED"),
+            },
+        ),
+        CheckSpec(
+            "case-payload-recorded",
+            "Every decision has its received case (billed amount) in the log.",
+            "expect_column_values_to_not_be_null",
+            {"column": "billed_cents"},
+        ),
+    ],
+    "claims_run_batches": [
+        CheckSpec(
+            "batch-status-allowed",
+            "Batch status is PROCESSED, SKIPPED or REJECTED (spec §7).",
+            "expect_column_values_to_be_in_set",
+            {"column": "status", "value_set": list(BATCH_STATUSES)},
+        ),
+        CheckSpec(
+            "rows-add-up",
+            "Nothing is lost: rows in = rows decided + rows rejected, per batch (spec §3).",
+            "unexpected_rows_expectation",
+            {
+                "unexpected_rows_query": "SELECT * FROM {batch} WHERE rows_in IS NULL "
+                "OR rows_decided IS NULL OR rows_rejected IS NULL "
+                "OR rows_in <> rows_decided + rows_rejected"
+            },
+        ),
+        CheckSpec(
+            "counts-match-log",
+            "A batch's decided and rejected counts match the rows recorded in the log.",
+            "unexpected_rows_expectation",
+            {
+                "unexpected_rows_query": "SELECT * FROM {batch} WHERE status = 'PROCESSED' "
+                "AND (rows_decided <> decisions_recorded OR rows_rejected <> rejections_recorded)"
+            },
+        ),
+    ],
+    "claims_run_drift": [
+        CheckSpec(
+            f"drift:{metric}",
+            f"The run's {metric.replace('_', ' ')} lies within the band around the "
+            "trailing runs' rate (claimsflow.quality.DriftBand).",
+            "expect_column_values_to_be_between",
+            {
+                "column": metric,
+                "min_value": {"$PARAMETER": f"{metric}_min"},
+                "max_value": {"$PARAMETER": f"{metric}_max"},
+            },
+            severity="warning",
+        )
+        for metric in DRIFT_METRICS
+    ],
+}
+#: Checks in the order of SUITES (GX returns them in its own order).
+CHECK_ORDER = {spec.check: n for n, spec in enumerate(s for v in SUITES.values() for s in v)}
+#: COMPLETE lists the rows that broke an expectation (GX caps lists at 200 rows), by id.
+RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": [RECORD_ID]}
+
+
+# Results.
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    suite: str
+    check: str
+    description: str
+    severity: str
+    success: bool
+    #: How many rows broke it (None when GX could not evaluate it).
+    unexpected_count: int | None
+    #: Ids of some of the rows that broke it (case_id, batch_id or run_id).
+    examples: list[str]
+    problem: str | None = None
+
+    def line(self) -> str:
+        if self.problem:
+            return f"{self.check}: could not be evaluated: {self.problem}"
+        rows = f"{self.unexpected_count} row(s)" if self.unexpected_count is not None else ""
+        ids = f", e.g. {', '.join(self.examples[:5])}" if self.examples else ""
+        return f"{self.check}: {self.description} ({rows}{ids})"
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    run_id: str
+    outcomes: list[CheckOutcome]
+    drift: list[DriftCheck]
+    data_docs: Path | None
+
+    @property
+    def success(self) -> bool:
+        return all(o.success for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[CheckOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def warnings(self) -> list[str]:
+        """One line per failed expectation, drift stated with its numbers."""
+        lines = []
+        drift = {f"drift:{c.metric}": c for c in self.drift}
+        for outcome in self.failures:
+            check = drift.get(outcome.check)
+            if check is not None and check.current is not None and check.baseline is not None:
+                lines.append(
+                    f"data-quality drift: {check.label} {check.current:.1%} is outside "
+                    f"{check.low:.1%}-{check.high:.1%} (trailing {check.trailing_runs} run(s): "
+                    f"{check.baseline:.1%})"
+                )
+            else:
+                lines.append(f"data-quality check failed: {outcome.line()}")
+        return lines
+
+
+# The run's tables.
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """The tables GX validates, one frame per data asset (columns of TABLE_COLUMNS)."""
+
+    decisions: pl.DataFrame
+    batches: pl.DataFrame
+    rates: pl.DataFrame
+
+    def by_name(self) -> dict[str, pl.DataFrame]:
+        return {
+            DECISIONS_TABLE: self.decisions,
+            BATCHES_TABLE: self.batches,
+            RATES_TABLE: self.rates,
+        }
+
+
+def run_tables(facts: RunFacts) -> RunTables:
+    """The run's tables: its decisions, its batch records, its rates."""
+    return RunTables(
+        decisions=decisions_table(facts.decisions),
+        batches=facts.batches.with_columns(pl.col("batch_id").alias(RECORD_ID)).select(
+            list(TABLE_COLUMNS[BATCHES_TABLE])
+        ),
+        rates=rates_table(facts),
+    )
+
+
+def decisions_table(decisions: pl.DataFrame) -> pl.DataFrame:
+    """Decision events (reason_codes a list) as the run_decisions table."""
+    return decisions.with_columns(
+        pl.col("case_id").alias(RECORD_ID),
+        pl.col("reason_codes").list.len().cast(pl.Int64).alias("reason_code_count"),
+        pl.col("reason_codes").list.join(", "),
+    ).select(list(TABLE_COLUMNS[DECISIONS_TABLE]))
+
+
+def rates_table(facts: RunFacts) -> pl.DataFrame:
+    """One row: the run's denial rate (of decided cases) and rejection rate (of rows in)."""
+    processed = facts.batches.filter(pl.col("status") == "PROCESSED")
+    rows_in, rows_rejected = int(processed["rows_in"].sum()), int(processed["rows_rejected"].sum())
+    decided = facts.decisions.height
+    denied = facts.decisions.filter(pl.col("status") == DENIED).height
+    return pl.DataFrame(
+        {
+            RECORD_ID: [facts.run_id],
+            "run_id": [facts.run_id],
+            "cases_decided": [decided],
+            "denial_rate": [denied / decided if decided else None],
+            "rows_in": [rows_in],
+            "rejection_rate": [rows_rejected / rows_in if rows_in else None],
+        },
+        schema=_polars_schema(TABLE_COLUMNS[RATES_TABLE]),
+    )
+
+
+def write_sqlite(path: Path, tables: Mapping[str, pl.DataFrame]) -> Path:
+    """The tables as an SQLite file (the GX data source of the checkpoint)."""
+    with sqlite3.connect(path) as con:
+        for name, columns in TABLE_COLUMNS.items():
+            frame = tables[name].select(list(columns))
+            ddl = ", ".join(f'"{c}" {t}' for c, t in columns.items())
+            con.execute(f'CREATE TABLE "{name}" ({ddl})')
+            marks = ", ".join("?" for _ in columns)
+            con.executemany(f'INSERT INTO "{name}" VALUES ({marks})', frame.rows())
+    return path
+
+
+# Running the checkpoint.
+
+
+def _gx() -> Any:
+    """great_expectations, imported with its telemetry off (and no network use)."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    import great_expectations as gx
+
+    return gx
+
+
+def _context(gx_dir: Path, environment: Mapping[str, str]) -> FileDataContext:
+    gx = _gx()
+    context = gx.get_context(
+        mode="file", context_root_dir=str(gx_dir), runtime_environment=dict(environment)
+    )
+    return context  # type: ignore[no-any-return]
+
+
+def run_checkpoint(
+    tables: RunTables,
+    parameters: Mapping[str, float],
+    reports_dir: Path,
+    *,
+    run_name: str,
+    gx_dir: Path = GX_DIR,
+    now: dt.datetime | None = None,
+) -> tuple[list[CheckOutcome], Path]:
+    """Validate the tables with the checkpoint; Data Docs under reports_dir.
+
+    Returns every expectation's outcome and the Data Docs index page.
+    """
+    gx = _gx()
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    docs = (reports_dir / DATA_DOCS_FOLDER).resolve()
+    results = (reports_dir / RESULTS_FOLDER).resolve()
+    with _run_database(tables) as database:
+        environment = {
+            "CLAIMS_GX_DB": str(database),
+            "CLAIMS_GX_RESULTS_DIR": str(results),
+            "CLAIMS_GX_DATA_DOCS_DIR": str(docs),
+        }
+        context = _context(gx_dir, environment)
+        checkpoint = context.checkpoints.get(CHECKPOINT)
+        run_id = RunIdentifier(run_name=run_name, run_time=now or dt.datetime.now(dt.UTC))
+        result = checkpoint.run(expectation_parameters=dict(parameters), run_id=run_id)
+    del gx
+    outcomes = [
+        _outcome(suite_result.suite_name, item)
+        for suite_result in result.run_results.values()
+        for item in suite_result.results
+    ]
+    return sorted(outcomes, key=lambda o: CHECK_ORDER.get(o.check, len(CHECK_ORDER))), (
+        docs / "index.html"
+    )
+
+
+@contextmanager
+def _run_database(tables: RunTables) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="claims-gx-"))
+    try:
+        yield write_sqlite(folder / "run.sqlite", tables.by_name())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _outcome(suite: str, item: Any) -> CheckOutcome:
+    config = item.expectation_config
+    meta = config.meta or {}
+    result = item.result or {}
+    problem = None
+    exception = item.exception_info or {}
+    if exception.get("raised_exception"):
+        problem = str(exception.get("exception_message") or "error").splitlines()[0]
+    count = result.get("unexpected_count")
+    if config.type == "unexpected_rows_expectation":
+        # observed_value is the number of rows the query returned.
+        count = result.get("observed_value")
+        rows = (result.get("details") or {}).get("unexpected_rows") or []
+    else:
+        rows = result.get("unexpected_index_list") or []
+    examples = [str(row[RECORD_ID]) for row in rows if isinstance(row, dict) and RECORD_ID in row]
+    return CheckOutcome(
+        suite=suite,
+        check=str(meta.get("check", config.type)),
+        description=str(config.description or config.type),
+        severity=str(getattr(config.severity, "value", config.severity)),
+        success=bool(item.success),
+        unexpected_count=int(count) if isinstance(count, int | float) else None,
+        examples=examples,
+        problem=problem,
+    )
+
+
+def run_quality_checks(
+    facts: RunFacts,
+    reports_dir: Path,
+    band: DriftBand | None = None,
+    *,
+    gx_dir: Path = GX_DIR,
+    now: dt.datetime | None = None,
+) -> QualityResult:
+    """The gate of one run: invariants and drift, validated by the GX checkpoint."""
+    band = band or DriftBand.from_env()
+    drift = drift_checks(facts.all_runs, facts.run_id, band)
+    outcomes, docs = run_checkpoint(
+        run_tables(facts),
+        drift_parameters(drift),
+        reports_dir,
+        run_name=facts.run_id,
+        gx_dir=gx_dir,
+        now=now,
+    )
+    return QualityResult(facts.run_id, outcomes, drift, docs)
+
+
+# Writing gx/ from the definitions above.
+
+GX_YML = """\
+# Great Expectations (GX Core 1.x) file context of the claims pipeline.
+# Written by `python -m claimsflow.quality build-gx` from claimsflow/quality.py:
+# change the suites there, rebuild, and commit gx/.
+#
+# Nothing under gx/ is written at run time: the run's tables, validation results
+# and Data Docs paths come in as substitution variables from the runtime
+# environment that claimsflow.quality passes to the context (no config file).
+config_version: 4
+analytics_enabled: false
+config_variables_file_path:
+plugins_directory:
+progress_bars:
+  globally: false
+  metric_calculations: false
+stores:
+  expectations_store:
+    class_name: ExpectationsStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: expectations/
+  validation_results_store:
+    class_name: ValidationResultsStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: ${CLAIMS_GX_RESULTS_DIR}
+  checkpoint_store:
+    class_name: CheckpointStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      suppress_store_backend_id: true
+      base_directory: checkpoints/
+  validation_definition_store:
+    class_name: ValidationDefinitionStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      suppress_store_backend_id: true
+      base_directory: validation_definitions/
+expectations_store_name: expectations_store
+validation_results_store_name: validation_results_store
+checkpoint_store_name: checkpoint_store
+data_docs_sites:
+  claims_site:
+    class_name: SiteBuilder
+    show_how_to_buttons: false
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: ${CLAIMS_GX_DATA_DOCS_DIR}
+    site_index_builder:
+      class_name: DefaultSiteIndexBuilder
+"""
+
+
+def expectation_of(spec: CheckSpec) -> Expectation:
+    """The GX expectation object of a check (its meta names the check)."""
+    gx = _gx()
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    cls = get_expectation_impl(spec.expectation)
+    kwargs = dict(spec.kwargs)
+    if "row_condition" in kwargs:
+        from great_expectations.expectations.row_conditions import deserialize_row_condition
+
+        kwargs["row_condition"] = deserialize_row_condition(kwargs["row_condition"])
+    del gx
+    expectation: Expectation = cls(
+        **kwargs,
+        meta={"check": spec.check},
+        description=spec.description,
+        severity=FailureSeverity(spec.severity),
+    )
+    return expectation
+
+
+def build_gx_project(gx_dir: Path = GX_DIR) -> None:
+    """(Re)write the GX file context: datasource, suites, validation definitions,
+    checkpoint. Run by hand after changing SUITES; the result is committed."""
+    gx = _gx()
+    shutil.rmtree(gx_dir, ignore_errors=True)
+    gx_dir.mkdir(parents=True)
+    (gx_dir / "great_expectations.yml").write_text(GX_YML, encoding="utf-8")
+    (gx_dir / ".gitignore").write_text("uncommitted/\n", encoding="utf-8")
+    scratch = Path(tempfile.mkdtemp(prefix="claims-gx-build-"))
+    try:
+        empty = RunTables(
+            *[pl.DataFrame(schema=_polars_schema(TABLE_COLUMNS[t])) for t in SUITE_OF_TABLE]
+        )
+        database = write_sqlite(scratch / "run.sqlite", empty.by_name())
+        context = _context(
+            gx_dir,
+            {
+                "CLAIMS_GX_DB": str(database),
+                "CLAIMS_GX_RESULTS_DIR": str(scratch / "results"),
+                "CLAIMS_GX_DATA_DOCS_DIR": str(scratch / "docs"),
+            },
+        )
+        source = context.data_sources.add_sqlite(
+            DATASOURCE, connection_string="sqlite:///${CLAIMS_GX_DB}"
+        )
+        definitions = []
+        for table, suite_name in SUITE_OF_TABLE.items():
+            asset = source.add_table_asset(table, table_name=table)
+            batch = asset.add_batch_definition_whole_table(BATCH_DEFINITION)
+            suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
+            for spec in SUITES[suite_name]:
+                suite.add_expectation(expectation_of(spec))
+            definitions.append(
+                context.validation_definitions.add(
+                    gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+                )
+            )
+        context.checkpoints.add(
+            gx.Checkpoint(
+                name=CHECKPOINT,
+                validation_definitions=definitions,
+                actions=[
+                    gx.checkpoint.UpdateDataDocsAction(
+                        name="update_data_docs", site_names=[DATA_DOCS_SITE]
+                    )
+                ],
+                result_format=RESULT_FORMAT,
+            )
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _polars_schema(columns: Mapping[str, str]) -> dict[str, pl.DataType]:
+    kinds: dict[str, pl.DataType] = {
+        "TEXT": pl.String(),
+        "INTEGER": pl.Int64(),
+        "REAL": pl.Float64(),
+    }
+    return {c: kinds[t] for c, t in columns.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["build-gx"]:
+        print("usage: python -m claimsflow.quality build-gx", file=sys.stderr)
+        return 2
+    build_gx_project()
+    print(f"wrote {GX_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,468 @@
+"""The run report: one self-contained HTML file per run under reports/runs/.
+
+Everything is inline (CSS in a <style>, charts as SVG): the file opens offline,
+from a mail attachment or an artifact store, with nothing to fetch and no script
+to run. The headline figures carry `data-key` attributes and the charts
+`data-chart`/`data-value` ones, so tests read what the page shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+import polars as pl
+
+from claimsflow.quality import CheckOutcome, DriftCheck, QualityResult
+from claimsflow.reporting import runlog
+from claimsflow.reporting.runlog import APPROVED, DENIED, PENDED, RunFacts
+from claimsflow.reporting.svg import (
+    Series,
+    bar_chart,
+    count_text,
+    money_text,
+    percent_text,
+    stacked_bar,
+)
+
+RUNS_FOLDER = "runs"
+TOP_N = 10
+
+STATUS_COLORS = {APPROVED: "#2e7d32", PENDED: "#f9a825", DENIED: "#c62828"}
+ALLOWED_COLOR, PAID_COLOR = "#90a4ae", "#1565c0"
+DEDUCTIBLE_COLOR, COINSURANCE_COLOR = "#8e24aa", "#fb8c00"
+REJECTION_COLOR, BUCKET_COLOR, REASON_COLOR = "#6d4c41", "#5e35b1", "#c62828"
+
+
+def report_path(reports_dir: Path, run_id: str) -> Path:
+    """reports/runs/run-<run id>.html (characters unsafe in a file name become `_`)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+    return reports_dir / RUNS_FOLDER / f"run-{safe}.html"
+
+
+def write_report(html: str, target: Path) -> Path:
+    """Write the page whole or not at all (a reader never sees half a report)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    aside = target.parent / f".{target.name}.{uuid.uuid4().hex}"
+    aside.write_text(html, encoding="utf-8")
+    os.replace(aside, target)
+    return target
+
+
+def render_report(
+    facts: RunFacts,
+    quality: QualityResult | None,
+    *,
+    generated_at: dt.datetime,
+    target: Path,
+    warnings: Sequence[str] = (),
+    top_n: int = TOP_N,
+) -> str:
+    """The HTML page of one run; `target` is where it will be written (for relative links)."""
+    decisions = facts.decisions
+    statuses = runlog.status_counts(decisions)
+    sections = [
+        _header(facts, generated_at),
+        _quality_banner(quality, warnings),
+        _kpis(facts, statuses),
+        '<div class="grid">',
+        _card("Decisions by status", _status_chart(statuses)),
+        _card(f"Top denial reasons (top {top_n})", _reasons_chart(facts, top_n)),
+        _card(
+            f"Paid vs allowed by provider (top {top_n} by allowed, approved cases)",
+            _provider_chart(decisions, top_n),
+        ),
+        _card("Rejected rows by column and error", _rejections_chart(facts.rejections)),
+        _card("Where the allowed amount went (approved cases)", _split_chart(decisions)),
+        _card(
+            "Deductible consumption: member-years by share of the annual deductible used",
+            _deductible_chart(decisions),
+        ),
+        "</div>",
+        _card("Batches", _batch_table(facts.batches), wide=True),
+        _quality_details(quality, target),
+        _footer(facts),
+    ]
+    return _page(f"Claims run {facts.run_id}", "\n".join(sections))
+
+
+# Sections.
+
+
+def _header(facts: RunFacts, generated_at: dt.datetime) -> str:
+    rulesets = ", ".join(facts.rulesets) or "—"
+    span = (
+        f"{_when(facts.started_at)} → {_when(facts.finished_at)}"
+        if facts.started_at
+        else "no batch recorded"
+    )
+    return (
+        "<header><h1>Claims adjudication run</h1>"
+        f'<p class="meta">run <code data-key="run-id">{escape(facts.run_id)}</code> · '
+        f"rule set {escape(rulesets)} · batches recorded {escape(span)} · "
+        f"report generated {escape(_when(generated_at))}</p></header>"
+    )
+
+
+def _quality_banner(quality: QualityResult | None, extra: Sequence[str]) -> str:
+    lines = list(extra)
+    if quality is None:
+        state, title = "unknown", "Data-quality checks were not run for this report."
+    elif quality.success:
+        state = "ok" if not lines else "warn"
+        total = len(quality.outcomes)
+        title = f"Data-quality gate passed: {total} of {total} expectations met."
+    else:
+        state = "fail"
+        failed = len(quality.failures)
+        title = (
+            f"⚠ Data-quality gate FAILED: {failed} of {len(quality.outcomes)} "
+            "expectation(s) not met."
+        )
+        lines = quality.warnings() + lines
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    body = f"<ul>{items}</ul>" if items else ""
+    return (
+        f'<section class="banner {state}" data-key="quality-state" data-value="{state}">'
+        f"<strong>{escape(title)}</strong>{body}</section>"
+    )
+
+
+def _kpis(facts: RunFacts, statuses: dict[str, int]) -> str:
+    batches = facts.batches
+    by_status = dict(batches.group_by("status").len().iter_rows()) if batches.height else {}
+    processed = batches.filter(pl.col("status") == "PROCESSED")
+    rows_in = int(processed["rows_in"].sum())
+    rows_rejected = int(processed["rows_rejected"].sum())
+    decided = facts.decisions.height
+    totals = runlog.amount_totals(facts.decisions)
+    denial = statuses[DENIED] / decided if decided else None
+    rejection = rows_rejected / rows_in if rows_in else None
+    tiles = [
+        (
+            "batches",
+            "Batches",
+            count_text(batches.height),
+            f"{by_status.get('PROCESSED', 0)} processed · {by_status.get('SKIPPED', 0)} "
+            f"skipped · {by_status.get('REJECTED', 0)} rejected",
+        ),
+        ("rows-in", "Rows in", count_text(rows_in), "in processed batches"),
+        ("cases-decided", "Cases decided", count_text(decided), ""),
+        ("cases-approved", "Approved", count_text(statuses[APPROVED]), ""),
+        (
+            "cases-denied",
+            "Denied",
+            count_text(statuses[DENIED]),
+            f"denial rate {percent_text(denial)}" if denial is not None else "",
+        ),
+        ("cases-pended", "Pended", count_text(statuses[PENDED]), "for manual review"),
+        (
+            "rows-rejected",
+            "Rows rejected",
+            count_text(rows_rejected),
+            f"rejection rate {percent_text(rejection)}" if rejection is not None else "",
+        ),
+        ("allowed", "Allowed", money_text(totals["allowed_cents"]), "approved cases"),
+        ("paid", "Paid", money_text(totals["paid_cents"]), "approved cases"),
+    ]
+    cells = "".join(
+        f'<div class="kpi"><span class="name">{escape(name)}</span>'
+        f'<span class="value" data-key="{key}">{escape(value)}</span>'
+        f'<span class="note">{escape(note)}</span></div>'
+        for key, name, value, note in tiles
+    )
+    return f'<section class="kpis">{cells}</section>'
+
+
+def _status_chart(statuses: dict[str, int]) -> str:
+    labels = [APPROVED, PENDED, DENIED]
+    values = [float(statuses[s]) for s in labels]
+    if not any(values):
+        labels = []
+    return bar_chart(
+        "decisions-by-status",
+        labels,
+        [Series("cases", STATUS_COLORS[APPROVED], values)],
+        bar_colors=[STATUS_COLORS[s] for s in labels],
+        empty="No case was decided in this run.",
+    )
+
+
+def _reasons_chart(facts: RunFacts, top_n: int) -> str:
+    reasons = runlog.denial_reasons(facts.decisions, top_n)
+    labels = [str(code) for code in reasons["reason_code"]]
+    chart = bar_chart(
+        "denial-reasons",
+        labels,
+        [Series("denied cases", REASON_COLOR, [float(v) for v in reasons["cases"]])],
+        label_width=110,
+        empty="No case was denied in this run.",
+    )
+    legend = "".join(
+        f"<li><code>{escape(code)}</code> {escape(facts.reason_descriptions.get(code, ''))}</li>"
+        for code in labels
+    )
+    note = '<p class="note">A denied case counts once under each code it carries.</p>'
+    return chart + (f'<ul class="codes">{legend}</ul>{note}' if legend else "")
+
+
+def _provider_chart(decisions: pl.DataFrame, top_n: int) -> str:
+    providers = runlog.provider_amounts(decisions, top_n)
+    return bar_chart(
+        "provider-amounts",
+        [str(p) for p in providers["provider_id"]],
+        [
+            Series("allowed", ALLOWED_COLOR, [float(v) for v in providers["allowed_cents"]]),
+            Series("paid", PAID_COLOR, [float(v) for v in providers["paid_cents"]]),
+        ],
+        value_text=money_text,
+        label_width=120,
+        empty="No case was approved in this run.",
+    )
+
+
+def _rejections_chart(rejections: pl.DataFrame) -> str:
+    errors = runlog.rejection_errors(rejections)
+    shown = errors.head(12)
+    labels = [f"{c}: {p}" for c, p in shown.select("column", "problem").rows()]
+    chart = bar_chart(
+        "rejection-errors",
+        labels,
+        [Series("errors", REJECTION_COLOR, [float(v) for v in shown["errors"]])],
+        label_width=260,
+        empty="No row was rejected in this run.",
+    )
+    if errors.height > shown.height:
+        chart += f'<p class="note">{errors.height - shown.height} more kind(s) of error.</p>'
+    by_column = errors.group_by("column").agg(pl.col("errors").sum()).sort("errors", "column")
+    if by_column.height:
+        cells = " · ".join(
+            f"<code>{escape(str(c))}</code> {n}"
+            for c, n in by_column.sort(["errors", "column"], descending=[True, False]).rows()
+        )
+        chart += (
+            f'<p class="note">{rejections.height} row(s) rejected; errors by column: {cells}. '
+            "A row counts once under each error it has.</p>"
+        )
+    return chart
+
+
+def _split_chart(decisions: pl.DataFrame) -> str:
+    totals = runlog.amount_totals(decisions.filter(pl.col("status") == APPROVED))
+    return stacked_bar(
+        "allowed-split",
+        [
+            ("deductible (member)", float(totals["deductible_cents"]), DEDUCTIBLE_COLOR),
+            ("coinsurance (member)", float(totals["coinsurance_cents"]), COINSURANCE_COLOR),
+            ("paid (plan)", float(totals["paid_cents"]), PAID_COLOR),
+        ],
+        empty="No case was approved in this run.",
+    )
+
+
+def _deductible_chart(decisions: pl.DataFrame) -> str:
+    progress = runlog.deductible_progress(decisions)
+    buckets = runlog.deductible_buckets(progress)
+    labels = [label for label, _ in buckets] if progress.height else []
+    chart = bar_chart(
+        "deductible-buckets",
+        labels,
+        [Series("member-years", BUCKET_COLOR, [float(n) for _, n in buckets])],
+        label_width=130,
+        empty="No case was approved in this run.",
+    )
+    if progress.height:
+        applied = int(progress["applied_cents"].sum())
+        chart += (
+            f'<p class="note">{money_text(applied)} of deductible applied this run across '
+            f"{progress.height} member-year(s); share used after the run's last case.</p>"
+        )
+    return chart
+
+
+def _batch_table(batches: pl.DataFrame) -> str:
+    if batches.is_empty():
+        return '<p class="empty">No batch was recorded by this run (empty inbox?).</p>'
+    head = (
+        "<tr><th>batch</th><th>batch id</th><th>status</th><th>rows in</th><th>decided</th>"
+        "<th>rejected</th><th>approved</th><th>denied</th><th>pended</th>"
+        "<th>recorded at</th><th>reason</th></tr>"
+    )
+    rows = []
+    for row in batches.iter_rows(named=True):
+        status = str(row["status"])
+        rows.append(
+            f'<tr data-batch="{escape(str(row["batch_id"]))}">'
+            f"<td>{escape(str(row['source']))}</td>"
+            f"<td><code>{escape(str(row['batch_id'])[:12])}</code></td>"
+            f'<td><span class="pill {status.lower()}">{escape(status)}</span></td>'
+            + "".join(
+                f'<td class="num">{count_text(row[c] or 0)}</td>'
+                for c in (
+                    "rows_in",
+                    "rows_decided",
+                    "rows_rejected",
+                    "approved",
+                    "denied",
+                    "pended",
+                )
+            )
+            + f"<td>{escape(_when(row['processed_at']))}</td>"
+            f"<td>{escape(str(row['reason'] or ''))}</td></tr>"
+        )
+    return f'<table id="batches"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _quality_details(quality: QualityResult | None, target: Path) -> str:
+    if quality is None:
+        return _card(
+            "Data quality",
+            '<p class="empty">Not run (regenerate without --no-checks to run the '
+            "Great Expectations checkpoint).</p>",
+            wide=True,
+        )
+    rows = "".join(_outcome_row(o) for o in quality.outcomes)
+    table = (
+        '<table id="expectations"><thead><tr><th>check</th><th>expectation</th>'
+        "<th>result</th><th>rows</th><th>examples</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+    drift = "".join(_drift_row(c) for c in quality.drift)
+    drift_table = (
+        '<table id="drift"><thead><tr><th>rate</th><th>this run</th><th>trailing baseline</th>'
+        "<th>allowed band</th><th>verdict</th></tr></thead>"
+        f"<tbody>{drift}</tbody></table>"
+    )
+    docs = ""
+    if quality.data_docs is not None:
+        link = os.path.relpath(quality.data_docs, target.parent)
+        docs = (
+            f'<p>Great Expectations Data Docs: <a href="{escape(Path(link).as_posix())}">'
+            f"{escape(Path(link).as_posix())}</a> (validation run <code>"
+            f"{escape(quality.run_id)}</code>).</p>"
+        )
+    return _card("Data quality (Great Expectations)", docs + drift_table + table, wide=True)
+
+
+def _outcome_row(outcome: CheckOutcome) -> str:
+    if outcome.problem:
+        verdict, css = "error", "fail"
+    elif outcome.success:
+        verdict, css = "met", "ok"
+    else:
+        verdict, css = ("drift" if outcome.severity == "warning" else "FAILED"), "fail"
+    count = "" if outcome.unexpected_count is None else count_text(outcome.unexpected_count)
+    examples = ", ".join(outcome.examples[:5]) + (" …" if len(outcome.examples) > 5 else "")
+    detail = outcome.problem or examples
+    return (
+        f'<tr data-check="{escape(outcome.check)}" data-success="{str(outcome.success).lower()}">'
+        f"<td><code>{escape(outcome.check)}</code></td><td>{escape(outcome.description)}</td>"
+        f'<td><span class="pill {css}">{verdict}</span></td><td class="num">{count}</td>'
+        f"<td>{escape(detail)}</td></tr>"
+    )
+
+
+def _drift_row(check: DriftCheck) -> str:
+    current = "—" if check.current is None else percent_text(check.current)
+    baseline = (
+        "—"
+        if check.baseline is None
+        else f"{percent_text(check.baseline)} ({check.trailing_runs} run(s))"
+    )
+    band = f"{percent_text(check.low)} to {percent_text(check.high)}" if check.judged else "—"
+    if not check.judged:
+        verdict = f'<span class="pill unknown">not judged</span> {escape(check.note)}'
+    elif check.current is not None and not check.low <= check.current <= check.high:
+        verdict = f'<span class="pill fail">drift</span> {escape(check.note)}'
+    else:
+        verdict = f'<span class="pill ok">within band</span> {escape(check.note)}'
+    return (
+        f'<tr data-drift="{escape(check.metric)}"><td>{escape(check.label)}</td>'
+        f'<td class="num">{current}</td><td class="num">{baseline}</td>'
+        f'<td class="num">{band}</td><td>{verdict}</td></tr>'
+    )
+
+
+def _footer(facts: RunFacts) -> str:
+    return (
+        "<footer>Regenerate from the event log: <code>adjudicate report --lake LAKE --run "
+        f"{escape(facts.run_id)}</code>. Amounts are dollars (integer cents in the log).</footer>"
+    )
+
+
+# Page scaffolding.
+
+
+def _card(title: str, body: str, *, wide: bool = False) -> str:
+    css = "card wide" if wide else "card"
+    return f'<section class="{css}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _when(moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "—"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+STYLE = """
+:root { color-scheme: light; --ink: #1f2933; --muted: #616e7c; --line: #e4e7eb; }
+* { box-sizing: border-box; }
+body { margin: 0; padding: 24px 32px; font: 14px/1.45 system-ui, -apple-system, "Segoe UI",
+       Roboto, "DejaVu Sans", sans-serif; color: var(--ink); background: #f5f7fa; }
+h1 { margin: 0 0 4px; font-size: 22px; }
+h2 { margin: 0 0 12px; font-size: 15px; }
+code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef1f4;
+       padding: 1px 4px; border-radius: 3px; }
+.meta, .note, footer { color: var(--muted); }
+.note { font-size: 12px; margin: 6px 0 0; }
+.banner { margin: 16px 0; padding: 12px 16px; border-radius: 6px; border-left: 6px solid; }
+.banner ul { margin: 6px 0 0; padding-left: 20px; }
+.banner.ok { background: #e8f5e9; border-color: #2e7d32; }
+.banner.warn { background: #fff8e1; border-color: #f9a825; }
+.banner.fail { background: #ffebee; border-color: #c62828; }
+.banner.unknown { background: #eceff1; border-color: #90a4ae; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr));
+        gap: 10px; margin-bottom: 16px; }
+.kpi { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
+.kpi .name { display: block; color: var(--muted); font-size: 12px; }
+.kpi .value { display: block; font-size: 20px; font-weight: 600; }
+.kpi .note { display: block; font-size: 11px; color: var(--muted); min-height: 14px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 16px;
+        overflow-x: auto; }
+.card.wide { margin-top: 16px; }
+svg.chart { display: block; max-width: 100%; height: auto; }
+svg .label { font-size: 12px; fill: var(--ink); }
+svg .value { font-size: 11px; fill: var(--muted); }
+.empty { color: var(--muted); font-style: italic; }
+ul.codes { margin: 8px 0 0; padding-left: 18px; font-size: 12px; }
+table { border-collapse: collapse; width: 100%; font-size: 12px; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line);
+         vertical-align: top; }
+th { color: var(--muted); font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.pill { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px;
+        font-weight: 600; background: #eceff1; }
+.pill.processed, .pill.ok { background: #e8f5e9; color: #1b5e20; }
+.pill.skipped, .pill.unknown { background: #eceff1; color: #455a64; }
+.pill.rejected, .pill.fail { background: #ffebee; color: #b71c1c; }
+footer { margin-top: 20px; font-size: 12px; }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    # No external reference of any kind: the report must open offline.
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )

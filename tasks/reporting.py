@@ -1,0 +1,75 @@
+"""Prefect tasks and hooks that publish a nightly run's outputs (issue #5).
+
+`publish_run_outputs` runs at the end of a completed run: the Great Expectations
+gate (Data Docs under reports/gx-data-docs/), the HTML report under reports/runs/
+and the Prometheus metrics file (reports/metrics/claims.prom or $CLAIMS_METRICS_FILE,
+pushed to $PUSHGATEWAY_URL when set). `record_run_failure` is a flow state hook
+(on_failure / on_crashed) that writes the metrics of a failed run, so the
+"run failed" alert fires and "last success" keeps its real age.
+
+Like tasks/adjudication.py, these wrap claimsflow functions and hold no logic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.logging import get_run_logger
+from prefect.logging.loggers import flow_run_logger
+
+from claimsflow.reporting import outputs
+from claimsflow.reporting.outputs import RunOutputs
+from claimsflow.run_summary import RunSummary
+from claimsflow.settings import DEFAULT_LAKE
+
+DEFAULT_REPORTS = Path("reports")
+
+
+@task(name="publish-run-outputs", cache_policy=NONE)
+def publish_run_outputs(
+    lake: Path,
+    run_id: str,
+    summary: RunSummary,
+    reports_dir: Path = DEFAULT_REPORTS,
+    seconds: float | None = None,
+    stage_seconds: Mapping[str, float] | None = None,
+) -> RunOutputs:
+    """Data-quality gate, HTML report and metrics of a completed run.
+
+    Never fails the run for a failed expectation or an unreachable Pushgateway:
+    those come back in `RunOutputs.warnings` (and are logged as warnings).
+    """
+    published = outputs.publish_run_outputs(
+        lake, run_id, summary, reports_dir, seconds=seconds, stage_seconds=stage_seconds
+    )
+    logger = get_run_logger()
+    logger.info("run report: %s", published.report)
+    if published.data_docs is not None:
+        logger.info("data docs: %s", published.data_docs)
+    logger.info("metrics: %s", published.metrics)
+    for warning in published.warnings:
+        logger.warning(warning)
+    return published
+
+
+def record_run_failure(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
+    """Flow state hook (on_failure, on_crashed): metrics of the failed run.
+
+    Reads the lake and reports folders from the run's parameters (`lake`,
+    `reports`), with the flow's defaults when absent.
+    """
+    parameters = flow_run.parameters or {}
+    lake = Path(str(parameters.get("lake") or DEFAULT_LAKE))
+    reports_dir = Path(str(parameters.get("reports") or DEFAULT_REPORTS))
+    seconds = None
+    if flow_run.start_time is not None:
+        seconds = (dt.datetime.now(dt.UTC) - flow_run.start_time).total_seconds()
+    logger = flow_run_logger(flow_run, flow)
+    path = outputs.record_failed_run(lake, reports_dir, seconds=seconds)
+    logger.warning("run %s ended %s: failure recorded in %s", flow_run.id, state.type, path)
