@@ -146,6 +146,8 @@ def case_frame(
         }
     )
     claims = _with_resent_claims(claims, rng)
+    # Every date a case can carry, as text once; cases pick theirs by offset.
+    days = _day_texts(int(claims["received"].max() or 0) + 1)
     frame = claims.select(
         pl.concat_str(
             pl.lit(f"CLM{seed:03d}"), pl.int_range(1, cases + 1).cast(pl.String).str.zfill(9)
@@ -158,8 +160,8 @@ def case_frame(
         .then(pl.lit(UNKNOWN_PROVIDER))
         .otherwise(pl.lit(provider_ids).gather(pl.col("provider_at")))
         .alias("provider_id"),
-        _day_text(pl.col("service")).alias("service_date"),
-        _day_text(pl.col("received")).alias("received_date"),
+        pl.lit(days).gather(pl.col("service")).alias("service_date"),
+        pl.lit(days).gather(pl.col("received")).alias("received_date"),
         pl.lit(procedure_pool).gather(pl.col("procedure_at")).alias("procedure_code"),
         pl.lit(pl.Series(DIAGNOSES)).gather(pl.col("diagnosis_at")).alias("diagnosis_code"),
         pl.col("units").cast(pl.String),
@@ -172,8 +174,13 @@ def case_frame(
     return _with_invalid_rows(_with_repeated_ids(frame, rng), rng)
 
 
-def _day_text(offset: pl.Expr) -> pl.Expr:
-    return (pl.lit(YEAR_START) + pl.duration(days=offset)).dt.strftime("%Y-%m-%d")
+def _day_texts(count: int) -> pl.Series:
+    """ISO text of the `count` days from YEAR_START on."""
+    return pl.select(
+        pl.date_range(YEAR_START, YEAR_START + dt.timedelta(days=max(count, 1) - 1), eager=True)
+        .dt.strftime("%Y-%m-%d")
+        .alias("day")
+    ).to_series()
 
 
 def _with_resent_claims(claims: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:

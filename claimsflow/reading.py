@@ -57,6 +57,10 @@ def read_batch_bytes(data: bytes, fmt: str, *, with_raw: bool = True) -> pl.Data
         raise
     except Exception as exc:
         raise UnreadableBatch(f"cannot be read as {fmt}: {_problem(exc)}") from exc
+    except pl.exceptions.PanicException as exc:
+        # Some malformed files make the reader itself fail (a Rust panic, which is
+        # not an Exception): still one unreadable file, not a crashed run.
+        raise UnreadableBatch(f"cannot be read as {fmt}: the reader failed on its content") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise UnreadableBatch(f"missing required column(s): {', '.join(missing)}")

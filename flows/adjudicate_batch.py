@@ -19,6 +19,7 @@ from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.reading import batch_format
 from claimsflow.run_summary import RunSummary
 from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REFERENCE
+from claimsflow.sql_source import split_password
 from flows.common import RULES_FOLDER, finish_batch_run
 from flows.nightly import LOCK_WAIT_SECONDS, flow_run_id
 from tasks.adjudication import (
@@ -113,6 +114,12 @@ def _chosen_batch(batch_file: str, source_url: str, source_table: str) -> Path |
     if sql:
         if not (source_url and source_table):
             raise BatchChoiceError("a SQL range needs both source_url and source_table")
+        if split_password(source_url)[1] is not None:
+            # Parameters are stored and shown by Prefect: a password does not belong there.
+            raise BatchChoiceError(
+                "source_url must not carry a password: name a Secret block in source_secret "
+                "or set CLAIMS_SOURCE_PASSWORD in the worker's environment"
+            )
         return source_url, source_table
     path = Path(batch_file)
     if not path.is_file():

@@ -72,4 +72,4 @@ def record_run_failure(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
         seconds = (dt.datetime.now(dt.UTC) - flow_run.start_time).total_seconds()
     logger = flow_run_logger(flow_run, flow)
     path = outputs.record_failed_run(lake, reports_dir, seconds=seconds)
-    logger.warning("run %s ended %s: failure recorded in %s", flow_run.id, state.type, path)
+    logger.warning("run %s ended %s: failure recorded in %s", flow_run.id, state.type.value, path)

@@ -43,6 +43,7 @@ ID_SHAPE = "case_id: must be 1 to 64 characters of A-Z a-z 0-9 - _"
 NOT_WHOLE = "units: must be a whole number"
 NOT_AMOUNT = "billed_amount: must be a decimal amount with at most 2 decimal places"
 FORMULA = "=cmd|' /C calc'!A0"
+CORPUS = Path(__file__).parent / "corpus"
 
 
 def m002(case_id: str, day: int, **overrides: str) -> dict[str, str]:
@@ -122,6 +123,9 @@ def corpus_files() -> dict[str, bytes]:
         ),
         # A badly quoted cell: the reader's error would quote it; the reason does not.
         "15_bad_quotes.csv": ",".join(CASE_HEADER).encode() + b'\nH15,"M0"02,P001\n',
+        # Damaged Parquet (found by tests/test_corruption_property.py) that makes the
+        # Parquet reader panic instead of raising an error.
+        "16_reader_panic.parquet": (CORPUS / "reader-panic.parquet").read_bytes(),
         # File names cannot hold "/", but may hold backslashes and shell syntax.
         "evil..\\..\\..\\escape.csv": b"\x00\xff\xfe not a table",
         "$(touch pwned).csv": csv_bytes([m002("H20", 20)]),
@@ -170,6 +174,9 @@ EXPECTED_BATCHES: dict[str, Outcome] = {
     "15_bad_quotes.csv": Outcome(
         REJECTED,
         reason="cannot be read as csv: a field of column 'member_id' is not properly quoted",
+    ),
+    "16_reader_panic.parquet": Outcome(
+        REJECTED, reason="cannot be read as parquet: the reader failed on its content"
     ),
     "99_good.csv": Outcome(PROCESSED, 1, 1, 0),
     "evil..\\..\\..\\escape.csv": Outcome(REJECTED, reason=f"{NOT_UTF8} (byte 1)"),

@@ -7,6 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -127,7 +128,7 @@ def test_metrics_path_default_option_and_environment(
 class Gateway(http.server.BaseHTTPRequestHandler):
     """A Pushgateway stand-in: records each request's method, path and body."""
 
-    received: list[tuple[str, str, str]] = []
+    received: ClassVar[list[tuple[str, str, str]]] = []
 
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])

@@ -124,6 +124,7 @@ def test_adjudicate_batch_needs_exactly_one_batch(tmp_path: Path) -> None:
         (("", "sqlite:///x.db", ""), "both source_url and source_table"),
         ((str(tmp_path / "missing.csv"), "", ""), "no such batch file"),
         ((str(tmp_path), "", ""), "no such batch file"),
+        (("", "postgresql://u:s3cret@db/claims", "staged"), "must not carry a password"),
     ]:
         with pytest.raises(BatchChoiceError, match=problem):
             _chosen_batch(*args)

@@ -50,6 +50,23 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: Server services the tests do not exercise, off so that fewer writers contend for
+#: the SQLite database (the scheduler alone would insert the nightly's future runs).
+#: The event persister and task-run recorder stay on: task runs and the UI need them.
+QUIET_SERVICES = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "CANCELLATION_CLEANUP",
+        "PAUSE_EXPIRATIONS",
+        "REPOSSESSOR",
+        "DB_VACUUM",
+        "CLEANUP_RECONCILER",
+        "TRIGGERS",
+    )
+}
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 PG_TEST = "test_postgres_backed_server_runs_flows"
 
@@ -65,7 +82,7 @@ def _launch(home: Path, database_url: str) -> Launched:
         home=home,
         port=free_port(),
         worker_poll_seconds=1,
-        extra_env={"PREFECT_API_DATABASE_CONNECTION_URL": database_url},
+        extra_env={"PREFECT_API_DATABASE_CONNECTION_URL": database_url, **QUIET_SERVICES},
     )
     return Launched(stack, start_server(stack))
 
@@ -192,7 +209,7 @@ def test_deployments_expose_their_documented_parameters(api: Api, stack: Stack) 
     assert refused.status_code >= 400
 
 
-def test_adjudicate_batch_runs_through_the_worker(api: Api, tmp_path: Path) -> None:
+def test_adjudicate_batch_runs_through_the_worker(api: Api, stack: Stack, tmp_path: Path) -> None:
     reference = write_reference(tmp_path / "reference")
     batch = write_batch(tmp_path / "drop" / "claims-0001.csv")
     lake = tmp_path / "lake"
@@ -213,7 +230,7 @@ def test_adjudicate_batch_runs_through_the_worker(api: Api, tmp_path: Path) -> N
 
     done = api.wait(good["id"])
     # One row of four rejected: the run completes, with a warning summary.
-    assert done["state_type"] == "COMPLETED", done["state"]["message"]
+    assert done["state_type"] == "COMPLETED", _failure(done, stack)
     assert done["state"]["message"].startswith("Completed with warnings: 1 batch(es): 1 processed")
     decided = run_query(lake, "SELECT case_id, status FROM case_decisions ORDER BY case_id")
     assert decided.rows == [("W1", "APPROVED"), ("W3", "APPROVED"), ("W4", "APPROVED")]
@@ -271,7 +288,7 @@ def test_custom_run_from_the_ui(api: Api, stack: Stack, tmp_path: Path) -> None:
             assert created["parameters"]["batch_file"] == str(batch)
             assert created["parameters"]["ruleset"] == ""  # the form's defaults went along
             done = api.wait(created["id"])
-            assert done["state_type"] == "COMPLETED", done["state"]["message"]
+            assert done["state_type"] == "COMPLETED", _failure(done, stack)
 
             page.goto(f"{stack.url}/runs/flow-run/{created['id']}")
             page.locator(".state-badge", has_text="Completed").first.wait_for()
@@ -334,6 +351,12 @@ def test_postgres_backed_server_runs_flows(
     assert changes.select("case_id", "old_status", "new_status").rows() == [
         ("W3", "APPROVED", "PENDED")
     ]
+
+
+def _failure(run: dict[str, Any], stack: Stack) -> str:
+    """The run's state message and the end of the worker's log, for a failed assertion."""
+    log = stack.log_file("worker").read_text(errors="replace").splitlines()
+    return "\n".join([str(run["state"]["message"]), *log[-60:]])
 
 
 def _eventually(probe: Any, timeout: float = 30.0) -> Any:

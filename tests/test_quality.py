@@ -41,12 +41,12 @@ from tests.conftest import RULESET_V1
 pytestmark = pytest.mark.gx
 
 AMOUNTS = ("allowed_cents", "deductible_cents", "coinsurance_cents", "paid_cents")
-DECISION_SCHEMA = {
+DECISION_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "case_id": pl.String,
     "batch_id": pl.String,
     "status": pl.String,
     "reason_codes": pl.List(pl.String),
-    **dict.fromkeys(AMOUNTS, pl.Int64),
+    **dict.fromkeys(AMOUNTS, pl.Int64()),
     "billed_cents": pl.Int64,
 }
 
@@ -199,6 +199,7 @@ def test_gx_folder_holds_the_suites_defined_in_code() -> None:
     checkpoint = json.loads((GX_DIR / "checkpoints" / "claims_run_outputs.json").read_text())
     assert [v["name"] for v in checkpoint["validation_definitions"]] == list(SUITES)
     assert [a["type"] for a in checkpoint["actions"]] == ["update_data_docs"]
+    assert checkpoint["result_format"] == quality.RESULT_FORMAT
     config = (GX_DIR / "great_expectations.yml").read_text(encoding="utf-8")
     assert "analytics_enabled: false" in config
 
@@ -248,9 +249,15 @@ def drift_runs(
                 root / "reports",
                 seconds=1.5,
                 band=DRIFT_BAND,
+                # One file per run here, so each test reads its own run's metrics.
+                metrics_file=root / "metrics" / f"{run}.prom",
                 pushgateway_url="",
                 now=dt.datetime(2025, 2, 1, 3, 0, tzinfo=dt.UTC),
             )
+    # A night with an empty inbox records nothing: the run is not in the log.
+    published["empty"] = publish_run_outputs(
+        context.lake, "empty-inbox", None, root / "reports", band=DRIFT_BAND, pushgateway_url=""
+    )
     return published
 
 
@@ -284,7 +291,7 @@ def test_a_clean_run_passes_the_gate(drift_runs: dict[str, RunOutputs]) -> None:
     assert (denial.metric, denial.judged, denial.trailing_runs) == ("denial_rate", True, 2)
     assert denial.current == pytest.approx(0.30)
     assert denial.baseline == pytest.approx(0.20)
-    assert (denial.low, denial.high) == (pytest.approx(0.05), pytest.approx(0.35))
+    assert [denial.low, denial.high] == pytest.approx([0.05, 0.35])
     html = clean.report.read_text(encoding="utf-8")
     assert 'data-key="quality-state" data-value="ok"' in html
     assert "Data-quality gate passed: 20 of 20 expectations met." in html
@@ -308,6 +315,10 @@ def test_a_drifted_run_trips_the_drift_check_in_summary_report_and_metrics(
     # The report links the Data Docs the checkpoint built, relative to reports/runs/.
     assert '<a href="../gx-data-docs/index.html">' in html
     assert drifted.data_docs is not None and drifted.data_docs.is_file()
+    # GX's pages carry no beacon with the data context id (telemetry stays off).
+    pages = list(drifted.data_docs.parent.rglob("*.html"))
+    assert len(pages) > 3
+    assert not [p for p in pages if "dataContextId" in p.read_text(encoding="utf-8")]
     assert drifted.metrics is not None
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -329,6 +340,24 @@ def test_the_checkpoint_leaves_the_gx_folder_untouched(
     assert after == gx_snapshot
     reports = drift_runs["run-4"].report.parents[1]
     assert any((reports / "gx-validations").rglob("*.json"))
+
+
+def test_a_run_that_recorded_nothing_passes_with_nothing_judged(
+    drift_runs: dict[str, RunOutputs],
+) -> None:
+    empty = drift_runs["empty"]
+    assert empty.quality is not None and empty.quality.success
+    assert empty.warnings == []
+    assert [(c.current, c.judged, c.note) for c in empty.quality.drift] == [
+        (None, False, "no rows in this run")
+    ] * 2
+    html = empty.report.read_text(encoding="utf-8")
+    assert "No batch was recorded by this run (empty inbox?)." in html
+    assert empty.metrics is not None
+    text = empty.metrics.read_text(encoding="utf-8")
+    assert 'claims_nightly_cases{status="APPROVED"} 0.0' in text
+    assert "claims_nightly_denial_ratio" not in text  # nothing decided: no rate at all
+    assert "claims_nightly_rejection_ratio" not in text
 
 
 # Drift arithmetic without GX.
@@ -380,10 +409,10 @@ def test_baseline_is_pooled_over_the_last_window_runs() -> None:
     denial, rejection = drift_checks(runs, "now", band)
     # denial: (10 + 90) / (100 + 300) = 25 %; this run 20 %: inside 20 %-30 %.
     assert (denial.baseline, denial.current, denial.trailing_runs) == (0.25, 0.20, 2)
-    assert (denial.low, denial.high) == (pytest.approx(0.20), pytest.approx(0.30))
+    assert [denial.low, denial.high] == pytest.approx([0.20, 0.30])
     # rejection: (0 + 30) / (100 + 300) = 7.5 %, band 0 %-17.5 %; this run 40 %.
     assert (rejection.baseline, rejection.current) == (0.075, 0.40)
-    assert (rejection.low, rejection.high) == (0.0, pytest.approx(0.175))
+    assert [rejection.low, rejection.high] == pytest.approx([0.0, 0.175])
     assert quality.drift_parameters([denial, rejection]) == {
         "denial_rate_min": denial.low,
         "denial_rate_max": denial.high,

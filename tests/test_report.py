@@ -35,8 +35,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from claimsflow import catalog, eventlog
+from claimsflow import catalog, cli, eventlog
 from claimsflow.catalog import run_query
 from claimsflow.pipeline import RunContext
 from claimsflow.reference import load_reference
@@ -388,15 +389,18 @@ def test_cli_report_writes_the_page_and_refuses_unknown_runs(lake: Path, tmp_pat
     assert ok.stdout.strip() == f"report: {reports / 'runs' / 'run-report-run.html'}"
     html = (reports / "runs" / "run-report-run.html").read_text(encoding="utf-8")
     assert parse(html).keys["cases-decided"] == "7"
-    unknown = subprocess.run(
-        [str(ADJUDICATE), "report", "--lake", str(lake), "--run", "nope", "--no-checks"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    # The error path in-process (a second interpreter costs seconds): one line, exit 2.
+    unknown = CliRunner().invoke(
+        cli.app, ["report", "--lake", str(lake), "--run", "nope", "--no-checks"]
     )
-    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert (unknown.exit_code, unknown.stdout) == (2, "")
     assert unknown.stderr == "adjudicate: error: run 'nope' is not in the event log\n"
+    missing = CliRunner().invoke(cli.app, ["report", "--lake", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2
+    assert missing.stderr == (
+        f"adjudicate: error: {tmp_path / 'nowhere'}: no event log here "
+        "(run `adjudicate run` first)\n"
+    )
 
 
 def test_regenerating_gives_the_same_page(lake: Path, tmp_path: Path) -> None:

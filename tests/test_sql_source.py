@@ -27,7 +27,6 @@ from tests.batch_helpers import RunFactory, case_row
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-
 @dataclass
 class Staging:
     """A staging table with typed columns (date, integer, numeric) and ingest_seq."""

@@ -234,7 +234,7 @@ def _rejections_chart(rejections: pl.DataFrame) -> str:
         "rejection-errors",
         labels,
         [Series("errors", REJECTION_COLOR, [float(v) for v in shown["errors"]])],
-        label_width=260,
+        label_width=300,
         empty="No row was rejected in this run.",
     )
     if errors.height > shown.height:
@@ -346,7 +346,15 @@ def _quality_details(quality: QualityResult | None, target: Path) -> str:
             f"{escape(Path(link).as_posix())}</a> (validation run <code>"
             f"{escape(quality.run_id)}</code>).</p>"
         )
-    return _card("Data quality (Great Expectations)", docs + drift_table + table, wide=True)
+    return _card(
+        "Data quality (Great Expectations)",
+        docs
+        + "<h3>Drift against the trailing runs</h3>"
+        + drift_table
+        + "<h3>Expectations</h3>"
+        + table,
+        wide=True,
+    )
 
 
 def _outcome_row(outcome: CheckOutcome) -> str:
@@ -418,6 +426,7 @@ body { margin: 0; padding: 24px 32px; font: 14px/1.45 system-ui, -apple-system, 
        Roboto, "DejaVu Sans", sans-serif; color: var(--ink); background: #f5f7fa; }
 h1 { margin: 0 0 4px; font-size: 22px; }
 h2 { margin: 0 0 12px; font-size: 15px; }
+h3 { margin: 16px 0 6px; font-size: 13px; color: var(--muted); }
 code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef1f4;
        padding: 1px 4px; border-radius: 3px; }
 .meta, .note, footer { color: var(--muted); }
@@ -428,11 +437,11 @@ code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef1
 .banner.warn { background: #fff8e1; border-color: #f9a825; }
 .banner.fail { background: #ffebee; border-color: #c62828; }
 .banner.unknown { background: #eceff1; border-color: #90a4ae; }
-.kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr));
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(112px, 1fr));
         gap: 10px; margin-bottom: 16px; }
 .kpi { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 .kpi .name { display: block; color: var(--muted); font-size: 12px; }
-.kpi .value { display: block; font-size: 20px; font-weight: 600; }
+.kpi .value { display: block; font-size: 19px; font-weight: 600; overflow-wrap: anywhere; }
 .kpi .note { display: block; font-size: 11px; color: var(--muted); min-height: 14px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 16px;

@@ -74,7 +74,8 @@ def bar_chart(
         top = legend + index * (group_height + GROUP_GAP)
         parts.append(
             f'<text class="label" x="{label_width - 8}" y="{top + group_height / 2 + 4:.1f}" '
-            f'text-anchor="end">{escape(_shorten(label, 30))}<title>{escape(label)}</title></text>'
+            f'text-anchor="end">{escape(_shorten(label, label_width // 7))}'
+            f"<title>{escape(label)}</title></text>"
         )
         for n, one in enumerate(series):
             value = one.values[index]

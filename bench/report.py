@@ -1,0 +1,275 @@
+"""The benchmark's figures: table rows, target verdicts and the Markdown section."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+GIB = 1024**3
+TEN_MILLION = 10_000_000
+
+
+@dataclass
+class Measurement:
+    result: dict[str, Any]
+    wall: float
+    peak_rss: int  # bytes: the child's own ru_maxrss
+
+    @property
+    def seconds(self) -> float:
+        return float(self.result.get("seconds", self.wall))
+
+    @property
+    def rows(self) -> int:
+        return int(self.result.get("rows", 0))
+
+    def rate(self, rows: int | None = None) -> float:
+        return (rows if rows is not None else self.rows) / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Figures:
+    sizes: list[int]
+    sample: int
+    command: str
+    started: dt.datetime
+    machine: dict[str, str]
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    by_size: dict[int, dict[str, Measurement]] = field(default_factory=dict)
+    stages: Measurement | None = None
+    zen: Measurement | None = None
+    loop: Measurement | None = None
+    sample_core: Measurement | None = None
+    prefect_cold: Measurement | None = None
+    prefect: Measurement | None = None
+    plain: Measurement | None = None
+
+    @property
+    def largest(self) -> int:
+        return max(self.by_size)
+
+    def core_rate(self) -> float:
+        """Cases per second of the pipeline core at the largest size (CSV in)."""
+        return self.by_size[self.largest]["core"].rate()
+
+    def rows(self) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = []
+        for size, row in sorted(self.by_size.items()):
+            core = row["core"]
+            out += [
+                _row(f"generate {size:,} cases", row["generate"], size),
+                _row("floor: read CSV + write Parquet", row["floor"], size, _x(core, row["floor"])),
+                _row(
+                    "floor, streamed (scan -> sink)",
+                    row["floor_streaming"],
+                    size,
+                    _x(core, row["floor_streaming"]),
+                ),
+                _row("pipeline core, CSV in", core, size, "1.0×"),
+                _row("pipeline core, Parquet in", row["core_parquet"], size, "1.0×"),
+                _row(
+                    "DuckDB twin, Parquet in",
+                    row["twin"],
+                    size,
+                    f"twin {_ratio(row['twin'].seconds, row['core_parquet'].seconds)} slower",
+                ),
+            ]
+        core_rate = self.core_rate()
+        for label, peer in (
+            ("zen-engine per case (rules only)", self.zen),
+            ("row-at-a-time Python loop", self.loop),
+        ):
+            if peer is None:
+                continue
+            if "unavailable" in peer.result:
+                out.append((label, "-", "-", "-", "-", str(peer.result["unavailable"])))
+                continue
+            out.append(
+                _row(
+                    f"{label}, sample",
+                    peer,
+                    peer.rows,
+                    f"pipeline {core_rate / peer.rate():,.0f}× faster",
+                )
+            )
+        if self.sample_core is not None:
+            out.append(_row("pipeline core, same sample", self.sample_core, self.sample_core.rows))
+        if self.plain is not None and self.prefect is not None:
+            out.append(_row("nightly run, 1,000 cases, no Prefect", self.plain, 1_000))
+            added = self.prefect.seconds - self.plain.seconds
+            out.append(_row("nightly run through the Prefect flow", self.prefect, 1_000, f"+{added:.1f} s"))
+        if self.prefect_cold is not None:
+            out.append(_row("  first flow run (new Prefect database)", self.prefect_cold, 1_000))
+        return out
+
+
+def _row(label: str, m: Measurement, cases: int, versus: str = "") -> tuple[str, ...]:
+    return (
+        label,
+        f"{cases:,}",
+        f"{m.seconds:,.2f}",
+        f"{cases / m.seconds:,.0f}" if m.seconds else "-",
+        f"{m.peak_rss / GIB:.2f} GiB",
+        versus,
+    )
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "-"
+
+
+def _x(core: Measurement, floor: Measurement) -> str:
+    return f"pipeline = {_ratio(core.seconds, floor.seconds)} floor"
+
+
+def per_case_bytes(m: Measurement) -> float:
+    """Peak RSS the batch added over the process after setup, per case."""
+    before = int(m.result.get("rss_before", 0))
+    return (m.peak_rss - before) / m.rows if m.rows else 0.0
+
+
+def targets(f: Figures) -> list[tuple[str, str, str]]:
+    big = f.largest
+    at = f"{big:,} cases" + ("" if big >= TEN_MILLION else " (targets are set for 10M)")
+    row = f.by_size[big]
+    out = []
+    floor_ratio = row["core"].seconds / row["floor"].seconds
+    out.append(
+        (
+            f"end to end within 4× the floor, {at}",
+            f"{floor_ratio:.2f}× ({row['core'].seconds:.1f} s vs {row['floor'].seconds:.1f} s)",
+            _at_most(floor_ratio, 4.0, "×"),
+        )
+    )
+    twin_ratio = row["twin"].seconds / row["core_parquet"].seconds
+    out.append(
+        (
+            f"faster than the DuckDB twin, {at}",
+            f"twin {row['twin'].seconds:.1f} s, pipeline {row['core_parquet'].seconds:.1f} s "
+            f"(Parquet in; {row['core'].seconds:.1f} s CSV in)",
+            "met" if twin_ratio > 1 else f"missed: pipeline {1 / twin_ratio:.2f}× slower",
+        )
+    )
+    peak = row["core"].peak_rss / GIB
+    out.append((f"peak RSS under 6 GB, {at}", f"{peak:.2f} GiB", _at_most(peak, 6.0, " GiB")))
+    if len(f.by_size) > 1:
+        small = min(f.by_size)
+        a, b = per_case_bytes(f.by_size[small]["core"]), per_case_bytes(row["core"])
+        drift = b / a if a else 0.0
+        out.append(
+            (
+                f"memory per case flat, {small:,} -> {big:,}",
+                f"{a:,.0f} -> {b:,.0f} bytes/case ({drift:.2f}×)",
+                "met" if 0.8 <= drift <= 1.25 else f"missed: {drift:.2f}× (flat = within ±25%)",
+            )
+        )
+    rate = f.core_rate()
+    for label, peer, wanted in (("zen-engine", f.zen, 100.0), ("row-at-a-time loop", f.loop, 500.0)):
+        if peer is None:
+            continue
+        if "unavailable" in peer.result:
+            out.append((f"≥{wanted:.0f}× {label}", "not measured", str(peer.result["unavailable"])))
+            continue
+        times = rate / peer.rate()
+        out.append(
+            (
+                f"≥{wanted:.0f}× the throughput of the {label}",
+                f"{times:,.0f}× ({rate:,.0f} vs {peer.rate():,.0f} cases/s)",
+                _at_least(times, wanted, "×"),
+            )
+        )
+    if f.prefect is not None and f.plain is not None:
+        added = f.prefect.seconds - f.plain.seconds
+        out.append(
+            (
+                "Prefect adds under 10 s to a 1,000-case run",
+                f"+{added:.1f} s ({f.prefect.seconds:.1f} s vs {f.plain.seconds:.1f} s)",
+                _at_most(added, 10.0, " s"),
+            )
+        )
+    return out
+
+
+def _at_most(value: float, limit: float, unit: str) -> str:
+    if value <= limit:
+        return "met"
+    return f"missed by {value - limit:.2f}{unit} ({(value / limit - 1) * 100:.0f}% over)"
+
+
+def _at_least(value: float, wanted: float, unit: str) -> str:
+    if value >= wanted:
+        return "met"
+    return f"missed: {value:,.0f}{unit} of {wanted:,.0f}{unit} ({value / wanted * 100:.0f}%)"
+
+
+def render_markdown(f: Figures) -> str:
+    load = ", ".join(f"{x:.1f}" for x in f.load_before)
+    load_after = ", ".join(f"{x:.1f}" for x in f.load_after)
+    lines = [
+        BEGIN,
+        "",
+        f"Measured {f.started:%Y-%m-%d %H:%M} UTC with `{f.command}` "
+        f"(sizes {', '.join(f'{n:,}' for n in f.sizes)}; peers on {f.sample:,} cases).",
+        "",
+        f"- Machine: {f.machine['cpu']}, {f.machine['ram']} RAM, {f.machine['os']}",
+        f"- Python {f.machine['python']}; {f.machine['libraries']}",
+        f"- Load average (1, 5, 15 min) before: {load}; after: {load_after} "
+        "(a shared machine: wall times are noisy)",
+        "",
+        "| measure | cases | seconds | cases/s | peak RSS | vs pipeline |",
+        "|---|---:|---:|---:|---:|---|",
+        *[f"| {' | '.join(row)} |" for row in f.rows()],
+        "",
+    ]
+    if f.stages is not None:
+        laps: dict[str, float] = f.stages.result["laps"]
+        total = sum(laps.values())
+        lines += [
+            f"Stages of the core at {f.stages.rows:,} cases (one run, same calls as the core):",
+            "",
+            "| stage | seconds | share |",
+            "|---|---:|---:|",
+            *[f"| {name} | {s:.2f} | {s / total * 100:.0f}% |" for name, s in laps.items()],
+            f"| total | {total:.2f} | |",
+            "",
+        ]
+    lines += [
+        "| target | measured | verdict |",
+        "|---|---|---|",
+        *[f"| {t} | {m} | {v} |" for t, m, v in targets(f)],
+    ]
+    for label, peer in (("zen-engine", f.zen), ("row-at-a-time loop", f.loop)):
+        if peer is not None and "agree" in peer.result:
+            lines.append("")
+            lines.append(
+                f"The {label} agreed with the pipeline on {peer.result['agree']:,} of "
+                f"{peer.result.get('decided', peer.rows):,} decided cases."
+            )
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+TEMPLATE = """# Benchmarks
+
+`make bench` (`python -m bench`; `BENCH_SIZES=100000 make bench` for a quick run)
+measures the pipeline against the floor and its peers on the same generated data,
+each measurement in a fresh process. The section between the markers is rewritten
+by each run.
+
+{section}
+"""
+
+
+def update_doc(path: Path, section: str) -> None:
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            _, tail = rest.split(END, 1)
+            path.write_text(head + section + tail, encoding="utf-8")
+            return
+    path.write_text(TEMPLATE.format(section=section), encoding="utf-8")

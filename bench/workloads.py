@@ -1,0 +1,283 @@
+"""What one benchmark child process measures. Each function returns a JSON-able dict.
+
+Every workload runs in a fresh interpreter (bench/child.py), so peak RSS is the
+workload's own. Setup (imports, reference data, rule set) is done before the
+clock starts and reported apart where it matters.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import resource
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from claimsflow.settings import RULES_DIR
+
+RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
+Result = dict[str, Any]
+
+
+def rss_bytes() -> int:
+    """Peak RSS of this process so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def generate(out: str, cases: int, batches: int, seed: int) -> Result:
+    from claimsflow.generate import write_sample
+
+    started = time.perf_counter()
+    files = write_sample(Path(out), cases=cases, batches=batches, seed=seed)
+    return {"seconds": time.perf_counter() - started, "files": [str(p) for p in files]}
+
+
+def floor(batch: str, out: str) -> Result:
+    """The floor: read the batch and write the same rows, with Polars and nothing else."""
+    started = time.perf_counter()
+    frame = pl.read_csv(batch, infer_schema=False)
+    frame.write_parquet(out, compression="zstd")
+    return {"seconds": time.perf_counter() - started, "rows": frame.height}
+
+
+def floor_streaming(batch: str, out: str) -> Result:
+    """The same, streamed (scan_csv -> sink_parquet): the lowest cost of moving the rows."""
+    started = time.perf_counter()
+    pl.scan_csv(batch, infer_schema=False).sink_parquet(out, compression="zstd")
+    rows = pl.scan_parquet(out).select(pl.len()).collect().item()
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def core(batch: str, reference: str, lake: str) -> Result:
+    """The pipeline core on one batch file: ingest, validate, adjudicate, price, write events."""
+    from claimsflow import eventlog
+    from claimsflow.history import History
+    from claimsflow.pipeline import RunContext, process_batch_file
+    from claimsflow.reference import load_reference
+    from claimsflow.rules.ruleset import load_ruleset
+
+    setup_started = time.perf_counter()
+    reference_data = load_reference(Path(reference))
+    ruleset = load_ruleset(RULESET_V1)
+    eventlog.ensure_lake(Path(lake))
+    history = History.from_lake(Path(lake))
+    run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
+    setup_seconds = time.perf_counter() - setup_started
+    rss_before = rss_bytes()
+    started = time.perf_counter()
+    outcome, _ = process_batch_file(Path(batch), run, history)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "setup_seconds": setup_seconds,
+        "rss_before": rss_before,
+        "rows": outcome.rows_in,
+        "decided": outcome.rows_decided,
+        "rejected": outcome.rows_rejected,
+        "by_status": outcome.by_status,
+        "status": outcome.status,
+    }
+
+
+def stages(batch: str, reference: str, lake: str) -> Result:
+    """The core stage by stage (same calls as process_batch_file), for the profile table."""
+    from claimsflow import eventlog
+    from claimsflow.pipeline import BatchDecision, batch_events, batch_id_of_bytes
+    from claimsflow.pricing import price
+    from claimsflow.reading import read_batch_bytes
+    from claimsflow.reference import load_reference
+    from claimsflow.rules.context import adjudication_context
+    from claimsflow.rules.engine import adjudicate
+    from claimsflow.rules.ruleset import load_ruleset
+    from claimsflow.validation import validate_batch
+
+    reference_data = load_reference(Path(reference))
+    ruleset = load_ruleset(RULESET_V1)
+    eventlog.ensure_lake(Path(lake))
+    laps: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        laps[name] = now - clock
+        clock = now
+
+    data = Path(batch).read_bytes()
+    batch_id = batch_id_of_bytes(data)
+    lap("read bytes + SHA-256")
+    raw = read_batch_bytes(data, "csv", with_raw=False)
+    lap("parse CSV")
+    validated = validate_batch(raw)
+    lap("validate (Pandera)")
+    context = adjudication_context(validated.cases, reference_data)
+    lap("context joins")
+    adjudication = adjudicate(context, ruleset)
+    lap("rules")
+    priced = price(adjudication.decisions)
+    lap("pricing")
+    decision = BatchDecision(
+        raw.height, validated.cases, priced, adjudication.rule_hits, validated.rejections
+    )
+    tables = batch_events(
+        decision,
+        batch_id=batch_id,
+        source=Path(batch).name,
+        source_kind="file",
+        ruleset=ruleset,
+        run_id="bench",
+        now=dt.datetime.now(dt.UTC),
+    )
+    eventlog.record_batch(Path(lake), batch_id, tables)
+    lap("write events")
+    return {"laps": laps, "rows": raw.height}
+
+
+def twin(batch: str, reference: str, out: str) -> Result:
+    """The DuckDB twin: the same rule set as one SQL query over the Parquet batch."""
+    from claimsflow.reference import load_reference
+    from claimsflow.rules.ruleset import load_ruleset
+    from claimsflow.sql_twin import write_twin_decisions
+
+    reference_data = load_reference(Path(reference))
+    ruleset = load_ruleset(RULESET_V1)
+    started = time.perf_counter()
+    rows = write_twin_decisions(Path(batch), reference_data, ruleset, Path(out))
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _sample_decision(batch: str, reference: str) -> tuple[Any, Any, Any]:
+    from claimsflow.history import History
+    from claimsflow.pipeline import decide_batch
+    from claimsflow.reading import read_batch_bytes
+    from claimsflow.reference import load_reference
+    from claimsflow.rules.ruleset import load_ruleset
+
+    reference_data = load_reference(Path(reference))
+    ruleset = load_ruleset(RULESET_V1)
+    raw = read_batch_bytes(Path(batch).read_bytes(), "csv", with_raw=False)
+    return reference_data, ruleset, decide_batch(raw, reference_data, ruleset, History.empty())
+
+
+def zen_engine(batch: str, reference: str) -> Result:
+    """GoRules ZEN: the rule table as a JDM decision (collect), evaluated case by case."""
+    try:
+        import zen
+    except ImportError as exc:  # pragma: no cover - depends on the platform's wheels
+        return {"unavailable": f"zen-engine cannot be imported here: {exc}"}
+    from bench.jdm import jdm_inputs, rule_table
+
+    reference_data, ruleset, decision = _sample_decision(batch, reference)
+    table, duplicate_input = rule_table(ruleset)
+    inputs = jdm_inputs(decision, ruleset, duplicate_input)
+    engine = zen.ZenEngine()
+    graph = engine.create_decision(json.dumps(table))
+    expected = decision.decisions.select("status", "reason_codes").rows()
+    agree = 0
+    started = time.perf_counter()
+    for row, (status, codes) in zip(inputs, expected, strict=True):
+        fired = graph.evaluate(row)["result"]
+        outcomes = {hit["outcome"] for hit in fired}
+        got = "DENIED" if "DENY" in outcomes else "PENDED" if "PEND" in outcomes else "APPROVED"
+        agree += got == status and [hit["code"] for hit in fired] == codes
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": len(inputs), "agree": agree, "version": _version("zen")}
+
+
+def row_loop(batch: str, reference: str) -> Result:
+    """The row-at-a-time Python loop over the same batch and rule set."""
+    from bench.rowloop import RowAtATime
+
+    reference_data, ruleset, decision = _sample_decision(batch, reference)
+    loop = RowAtATime(reference_data, ruleset)
+    started = time.perf_counter()
+    with open(batch, newline="", encoding="utf-8") as handle:
+        decided = loop.run(csv.DictReader(handle))
+    seconds = time.perf_counter() - started
+    expected = {
+        case_id: (status, tuple(codes), paid)
+        for case_id, status, codes, paid in decision.decisions.select(
+            "case_id", "status", "reason_codes", "paid_cents"
+        ).rows()
+    }
+    agree = sum(
+        expected.get(d.case_id) == (d.status, d.reason_codes, d.paid_cents) for d in decided
+    )
+    rows = decision.rows_in
+    return {"seconds": seconds, "rows": rows, "decided": len(decided), "agree": agree}
+
+
+def nightly_plain(inbox: str, reference: str, lake: str) -> Result:
+    """A nightly run's stages without Prefect (what flows/nightly.py wires together)."""
+    from claimsflow import catalog, eventlog
+    from claimsflow.history import History
+    from claimsflow.lake_lock import writer_lock
+    from claimsflow.pipeline import RunContext, discover_inbox, process_batch_file
+    from claimsflow.reference import load_reference
+    from claimsflow.rules.ruleset import load_rulesets, select_ruleset
+
+    started = time.perf_counter()
+    reference_data = load_reference(Path(reference))
+    ruleset = select_ruleset(load_rulesets(RULES_DIR), dt.datetime.now(dt.UTC).date())
+    with writer_lock(Path(lake)):
+        eventlog.ensure_lake(Path(lake))
+        eventlog.clean_staging(Path(lake))
+        history = History.from_lake(Path(lake))
+        run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
+        batches, _ = discover_inbox(Path(inbox))
+        decided = 0
+        for path in batches:
+            outcome, history = process_batch_file(path, run, history)
+            decided += outcome.rows_decided
+        catalog.refresh_catalog(Path(lake))
+    return {"seconds": time.perf_counter() - started, "decided": decided}
+
+
+def nightly_prefect(inbox: str, reference: str, lake: str, prefect_home: str) -> Result:
+    """The same run through the Prefect flow (local ephemeral API, as `adjudicate run`)."""
+    os.environ["PREFECT_HOME"] = prefect_home
+    from claimsflow.settings import configure_prefect_environment
+
+    configure_prefect_environment()
+    started = time.perf_counter()
+    from flows.nightly import nightly_adjudication
+
+    imported = time.perf_counter()
+    summary = nightly_adjudication(inbox=inbox, reference=reference, lake=lake)
+    finished = time.perf_counter()
+    decided = sum(b.rows_decided for b in summary.batches)
+    return {
+        "seconds": finished - started,
+        "import_seconds": imported - started,
+        "flow_seconds": finished - imported,
+        "decided": decided,
+    }
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version({"zen": "zen-engine"}.get(module, module))
+    except PackageNotFoundError:  # pragma: no cover
+        return "?"
+
+
+WORKLOADS = {
+    "generate": generate,
+    "floor": floor,
+    "floor_streaming": floor_streaming,
+    "core": core,
+    "stages": stages,
+    "twin": twin,
+    "zen": zen_engine,
+    "loop": row_loop,
+    "nightly_plain": nightly_plain,
+    "nightly_prefect": nightly_prefect,
+}
