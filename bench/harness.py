@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -170,21 +171,46 @@ def peers(bench: Bench, figures: Figures) -> None:
 
 
 def prefect_overhead(bench: Bench, figures: Figures) -> None:
+    """A 1,000-case nightly run through the flow, against a Prefect server as deployed
+    (`make serve`), and with the local ephemeral API of `adjudicate run`; vs no Prefect."""
+    from flows.serving import Stack, start_server, stop, wait_until_healthy
+
     data = bench.work / "nightly"
     bench.child("generate", out=str(data), cases=PREFECT_CASES, batches=3, seed=SEED)
     inbox, reference = str(data / "inbox"), str(data / "reference")
-    home = str(bench.work / "prefect-home")
-    # A first flow run creates Prefect's database (a one-time cost of a new
-    # PREFECT_HOME); the measured runs start on a ready one, as a nightly would.
-    figures.prefect_cold = bench.child(
-        "nightly_prefect", inbox=inbox, reference=reference, lake=str(data / "warm"), prefect_home=home
-    )
-    figures.prefect = bench.child(
-        "nightly_prefect", inbox=inbox, reference=reference, lake=str(data / "flow"), prefect_home=home
-    )
+    home = bench.work / "prefect-home"
+    stack = Stack(home=home, port=_free_port())
+    bench.console.print(f"[dim]· starting a Prefect server on {stack.url} (not timed)[/dim]")
+    server = start_server(stack)
+    try:
+        wait_until_healthy(stack, server, timeout=600)
+        served = {"inbox": inbox, "reference": reference, "prefect_home": str(home)}
+        # The first run registers the flow and its tasks with the server.
+        figures.prefect_first = bench.child(
+            "nightly_prefect", lake=str(data / "first"), api_url=stack.api_url, **served
+        )
+        figures.prefect = bench.child(
+            "nightly_prefect", lake=str(data / "served"), api_url=stack.api_url, **served
+        )
+    finally:
+        stop(server)
     figures.plain = bench.child(
         "nightly_plain", inbox=inbox, reference=reference, lake=str(data / "plain")
     )
+    figures.prefect_ephemeral = bench.child(
+        "nightly_prefect",
+        inbox=inbox,
+        reference=reference,
+        lake=str(data / "ephemeral"),
+        prefect_home=str(home),
+        api_url=None,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def machine() -> dict[str, str]:

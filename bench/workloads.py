@@ -239,9 +239,14 @@ def nightly_plain(inbox: str, reference: str, lake: str) -> Result:
     return {"seconds": time.perf_counter() - started, "decided": decided}
 
 
-def nightly_prefect(inbox: str, reference: str, lake: str, prefect_home: str) -> Result:
-    """The same run through the Prefect flow (local ephemeral API, as `adjudicate run`)."""
+def nightly_prefect(
+    inbox: str, reference: str, lake: str, prefect_home: str, api_url: str | None
+) -> Result:
+    """The same run through the Prefect flow: against the server at `api_url`, or
+    (None) on the local ephemeral API that `adjudicate run` starts."""
     os.environ["PREFECT_HOME"] = prefect_home
+    if api_url is not None:
+        os.environ["PREFECT_API_URL"] = api_url
     from claimsflow.settings import configure_prefect_environment
 
     configure_prefect_environment()

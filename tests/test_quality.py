@@ -17,8 +17,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
-from claimsflow import eventlog, quality
+from claimsflow import cli, eventlog, quality
 from claimsflow.pipeline import RunContext
 from claimsflow.quality import (
     BATCHES_TABLE,
@@ -262,12 +263,16 @@ def drift_runs(
 
 
 @pytest.fixture(scope="module")
-def module_make_run(tmp_path_factory: pytest.TempPathFactory) -> RunFactory:
+def drift_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lake") / "lake"
+
+
+@pytest.fixture(scope="module")
+def module_make_run(drift_lake: Path) -> RunFactory:
     """make_run of conftest.py, for a module-scoped lake."""
-    root = tmp_path_factory.mktemp("lake")
-    reference = load_reference(write_reference(root / "reference"))
+    reference = load_reference(write_reference(drift_lake.parent / "reference"))
     ruleset = load_ruleset(RULESET_V1)
-    lake = root / "lake"
+    lake = drift_lake
     days = itertools.count()
 
     def make(run_id: str) -> RunContext:
@@ -358,6 +363,31 @@ def test_a_run_that_recorded_nothing_passes_with_nothing_judged(
     assert 'claims_nightly_cases{status="APPROVED"} 0.0' in text
     assert "claims_nightly_denial_ratio" not in text  # nothing decided: no rate at all
     assert "claims_nightly_rejection_ratio" not in text
+
+
+def test_cli_report_reruns_the_gate_with_the_band_from_the_environment(
+    drift_runs: dict[str, RunOutputs],
+    drift_lake: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Defaults need 3 earlier runs and 20 cases; these runs have 10 cases each.
+    monkeypatch.setenv("CLAIMS_DRIFT_MIN_RUNS", "2")
+    monkeypatch.setenv("CLAIMS_DRIFT_MIN_CASES", "10")
+    args = ["report", "--lake", str(drift_lake), "--run", "run-4", "--reports", str(tmp_path)]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        f"warning: {drift_runs['run-4'].warnings[0]}",
+        f"report: {tmp_path / 'runs' / 'run-run-4.html'}",
+        f"data docs: {(tmp_path / 'gx-data-docs' / 'index.html').resolve()}",
+    ]
+    monkeypatch.setenv("CLAIMS_DRIFT_WINDOW", "seven")
+    bad = CliRunner().invoke(cli.app, args)
+    assert (bad.exit_code, bad.stderr) == (
+        2,
+        "adjudicate: error: CLAIMS_DRIFT_WINDOW must be a number, not 'seven'\n",
+    )
 
 
 # Drift arithmetic without GX.

@@ -171,7 +171,8 @@ def _kpis(facts: RunFacts, statuses: dict[str, int]) -> str:
         ("paid", "Paid", money_text(totals["paid_cents"]), "approved cases"),
     ]
     cells = "".join(
-        f'<div class="kpi"><span class="name">{escape(name)}</span>'
+        f'<div class="kpi{" money" if value.startswith("$") else ""}">'
+        f'<span class="name">{escape(name)}</span>'
         f'<span class="value" data-key="{key}">{escape(value)}</span>'
         f'<span class="note">{escape(note)}</span></div>'
         for key, name, value, note in tiles
@@ -437,11 +438,12 @@ code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef1
 .banner.warn { background: #fff8e1; border-color: #f9a825; }
 .banner.fail { background: #ffebee; border-color: #c62828; }
 .banner.unknown { background: #eceff1; border-color: #90a4ae; }
-.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(112px, 1fr));
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(96px, 1fr));
         gap: 10px; margin-bottom: 16px; }
 .kpi { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 .kpi .name { display: block; color: var(--muted); font-size: 12px; }
-.kpi .value { display: block; font-size: 19px; font-weight: 600; overflow-wrap: anywhere; }
+.kpi.money { grid-column: span 2; }
+.kpi .value { display: block; font-size: 19px; font-weight: 600; white-space: nowrap; }
 .kpi .note { display: block; font-size: 11px; color: var(--muted); min-height: 14px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 16px;
