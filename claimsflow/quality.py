@@ -557,7 +557,7 @@ def run_checkpoint(
 
     Returns every expectation's outcome and the Data Docs index page.
     """
-    gx = _gx()
+    _gx()  # its environment first: nothing of GX is imported before telemetry is off
     from great_expectations.core.run_identifier import RunIdentifier
 
     docs = (reports_dir / DATA_DOCS_FOLDER).resolve()
@@ -572,7 +572,6 @@ def run_checkpoint(
         checkpoint = context.checkpoints.get(CHECKPOINT)
         run_id = RunIdentifier(run_name=run_name, run_time=now or dt.datetime.now(dt.UTC))
         result = checkpoint.run(expectation_parameters=dict(parameters), run_id=run_id)
-    del gx
     scrub_data_docs(docs)
     outcomes = [
         _outcome(suite_result.suite_name, item)
@@ -610,10 +609,7 @@ def _outcome(suite: str, item: Any) -> CheckOutcome:
     config = item.expectation_config
     meta = config.meta or {}
     result = item.result or {}
-    problem = None
-    exception = item.exception_info or {}
-    if exception.get("raised_exception"):
-        problem = str(exception.get("exception_message") or "error").splitlines()[0]
+    problem = _problem(item.exception_info)
     count = result.get("unexpected_count")
     if config.type == "unexpected_rows_expectation":
         # observed_value is the number of rows the query returned.
@@ -632,6 +628,26 @@ def _outcome(suite: str, item: Any) -> CheckOutcome:
         examples=examples,
         problem=problem,
     )
+
+
+def _problem(info: Any) -> str | None:
+    """The first error message of an expectation GX could not evaluate, if any.
+
+    GX gives either one ExceptionInfo (a dict-like with raised_exception) or, when
+    a metric failed, a dict of them keyed by metric.
+    """
+    if not info:
+        return None
+    single = not isinstance(info, dict) or "raised_exception" in info
+    for candidate in [info] if single else list(info.values()):
+        if _field(candidate, "raised_exception"):
+            message = str(_field(candidate, "exception_message") or "error").strip()
+            return message.splitlines()[0] if message else "error"
+    return None
+
+
+def _field(info: Any, key: str) -> Any:
+    return info.get(key) if isinstance(info, dict) else getattr(info, key, None)
 
 
 def run_quality_checks(
@@ -713,7 +729,7 @@ data_docs_sites:
 
 def expectation_of(spec: CheckSpec) -> Expectation:
     """The GX expectation object of a check (its meta names the check)."""
-    gx = _gx()
+    _gx()  # telemetry off before GX is imported
     from great_expectations.expectations.metadata_types import FailureSeverity
     from great_expectations.expectations.registry import get_expectation_impl
 
@@ -723,7 +739,6 @@ def expectation_of(spec: CheckSpec) -> Expectation:
         from great_expectations.expectations.row_conditions import deserialize_row_condition
 
         kwargs["row_condition"] = deserialize_row_condition(kwargs["row_condition"])
-    del gx
     expectation: Expectation = cls(
         **kwargs,
         meta={"check": spec.check},

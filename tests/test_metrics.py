@@ -145,7 +145,7 @@ class Gateway(http.server.BaseHTTPRequestHandler):
 def gateway() -> Iterator[str]:
     Gateway.received = []
     server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
