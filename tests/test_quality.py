@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -388,6 +389,35 @@ def test_cli_report_reruns_the_gate_with_the_band_from_the_environment(
         2,
         "adjudicate: error: CLAIMS_DRIFT_WINDOW must be a number, not 'seven'\n",
     )
+
+
+def test_a_gate_that_cannot_run_is_a_warning_and_a_failed_gate(
+    drift_runs: dict[str, RunOutputs], drift_lake: Path, tmp_path: Path
+) -> None:
+    broken_gx = tmp_path / "gx"
+    shutil.copytree(GX_DIR, broken_gx)
+    (broken_gx / "checkpoints" / "claims_run_outputs.json").unlink()
+    published = publish_run_outputs(
+        drift_lake, "run-3", None, tmp_path / "reports", gx_dir=broken_gx, pushgateway_url=""
+    )
+    assert published.quality is None
+    [warning] = published.warnings
+    assert warning.startswith("data-quality checks could not run: ")
+    html = published.report.read_text(encoding="utf-8")
+    assert 'data-key="quality-state" data-value="fail"' in html
+    assert "Data-quality checks could not run for this run." in html
+    assert published.metrics is not None
+    assert "claims_nightly_quality_gate_ok 0.0" in published.metrics.read_text("utf-8")
+
+
+def test_problems_gx_reports_are_read_in_both_shapes() -> None:
+    from great_expectations.validator.exception_info import ExceptionInfo
+
+    assert quality._problem({"raised_exception": False}) is None
+    assert quality._problem(ExceptionInfo("trace", "no such column: x\nmore")) == (
+        "no such column: x"
+    )
+    assert quality._problem({("metric", "id"): ExceptionInfo("trace", "boom")}) == "boom"
 
 
 # Drift arithmetic without GX.

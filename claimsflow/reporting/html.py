@@ -111,7 +111,9 @@ def _header(facts: RunFacts, generated_at: dt.datetime) -> str:
 
 def _quality_banner(quality: QualityResult | None, extra: Sequence[str]) -> str:
     lines = list(extra)
-    if quality is None:
+    if quality is None and lines:
+        state, title = "fail", "⚠ Data-quality checks could not run for this run."
+    elif quality is None:
         state, title = "unknown", "Data-quality checks were not run for this report."
     elif quality.success:
         state = "ok" if not lines else "warn"
