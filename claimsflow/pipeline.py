@@ -217,6 +217,7 @@ def process_batch_file(
         return BatchOutcome(
             batch_id, source, REJECTED, reason=reason, seconds=time.perf_counter() - started
         ), history
+    del data  # parsed: the file's bytes need not stay in memory while the batch is decided
     return _decide_and_record(raw, batch_id, source, "file", run, history, started, None)
 
 

@@ -55,11 +55,19 @@ def price(decisions: pl.DataFrame, deductible_used: pl.DataFrame | None = None) 
             pl.col("status") == APPROVED,
         )
         .filter(pl.col("status"))
-        .with_columns(
+        .select(
+            "_at",
+            MEMBER_KEY,
+            "member_id",
+            "service_date",
+            "received_date",
+            "case_id",
             pl.min_horizontal(
                 pl.col("billed_cents"), pl.col("fee_allowed_cents") * pl.col("units")
             ).alias("allowed_cents"),
             pl.col("service_date").dt.year().cast(pl.Int32).alias("service_year"),
+            "annual_deductible_cents",
+            "coinsurance_percent",
         )
     )
     priced = (

@@ -39,14 +39,22 @@ def publish_run_outputs(
     reports_dir: Path = DEFAULT_REPORTS,
     seconds: float | None = None,
     stage_seconds: Mapping[str, float] | None = None,
+    checks: bool = True,
 ) -> RunOutputs:
     """Data-quality gate, HTML report and metrics of a completed run.
 
     Never fails the run for a failed expectation or an unreachable Pushgateway:
     those come back in `RunOutputs.warnings` (and are logged as warnings).
+    `checks=False` skips the GX checkpoint (GX takes ~15 s to import).
     """
     published = outputs.publish_run_outputs(
-        lake, run_id, summary, reports_dir, seconds=seconds, stage_seconds=stage_seconds
+        lake,
+        run_id,
+        summary,
+        reports_dir,
+        seconds=seconds,
+        stage_seconds=stage_seconds,
+        checks=checks,
     )
     logger = get_run_logger()
     logger.info("run report: %s", published.report)
