@@ -25,11 +25,10 @@ from claimsflow.settings import (
     DEFAULT_INBOX,
     DEFAULT_LAKE,
     DEFAULT_REFERENCE,
+    DEFAULT_REPORTS,
     RULES_DIR,
     configure_prefect_environment,
 )
-
-DEFAULT_REPORTS = Path("reports")
 
 app = typer.Typer(
     name="adjudicate",
@@ -38,7 +37,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Wide when piped (CI logs, files): an 80-column default folds every table cell.
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 USAGE_ERROR = 2
 
@@ -91,6 +91,12 @@ def run(
     source_table: Annotated[
         str | None, typer.Option(help="Staging table (with ingest_seq) to pull from.")
     ] = None,
+    reports: Annotated[
+        Path, typer.Option(help="Folder for the run report, Data Docs and metrics.")
+    ] = DEFAULT_REPORTS,
+    checks: Annotated[
+        bool, typer.Option("--checks/--no-checks", help="Run the data-quality gate.")
+    ] = True,
 ) -> None:
     """Run the nightly flow: adjudicate every new batch into the event log."""
     from claimsflow.reference import ReferenceDataError, load_reference
@@ -127,6 +133,8 @@ def run(
         rules_dir=str(rules_dir),
         source_url=source_url,
         source_table=source_table,
+        reports=str(reports),
+        quality_checks=checks,
     )
     _print_summary(summary.batch_table(), summary.lines(), lake)
     raise typer.Exit(summary.exit_code)

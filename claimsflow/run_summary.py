@@ -15,6 +15,8 @@ class RunSummary:
     ruleset: str
     batches: list[BatchOutcome] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    #: What needs a human's eye beyond rejections: failed data-quality checks, drift.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def by_status(self) -> Counter[str]:
@@ -30,6 +32,11 @@ class RunSummary:
     @property
     def batches_by_status(self) -> Counter[str]:
         return Counter(b.status for b in self.batches)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Rejections or warnings: the run completed, but someone should look."""
+        return bool(self.exit_code or self.warnings)
 
     @property
     def exit_code(self) -> int:
@@ -66,4 +73,5 @@ class RunSummary:
         ]
         if self.ignored:
             lines.append(f"not batches, left untouched: {', '.join(self.ignored)}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return lines

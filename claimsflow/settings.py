@@ -11,6 +11,7 @@ DEFAULT_DATA = Path("data")
 DEFAULT_INBOX = DEFAULT_DATA / "inbox"
 DEFAULT_REFERENCE = DEFAULT_DATA / "reference"
 DEFAULT_LAKE = DEFAULT_DATA / "lake"
+DEFAULT_REPORTS = Path("reports")
 
 
 def configure_prefect_environment() -> None:

@@ -69,7 +69,7 @@ def finish_batch_run(
         key=f"{artifact_prefix}-summary",
         description=f"Summary of {title} run {summary.run_id}",
     )
-    log = logger.warning if summary.exit_code else logger.info
+    log = logger.warning if summary.needs_attention else logger.info
     for line in summary.lines():
         log(line)
     message = state_message(summary)
@@ -85,7 +85,7 @@ def state_message(summary: RunSummary) -> str:
         f"{batches[SKIPPED]} skipped, {batches[REJECTED]} rejected; "
         f"{decided} case(s) decided, {summary.rows_rejected} row(s) rejected"
     )
-    if summary.exit_code:
+    if summary.needs_attention:
         return f"Completed with warnings: {counts}"
     return f"Completed: {counts}"
 
@@ -93,7 +93,7 @@ def state_message(summary: RunSummary) -> str:
 def batch_run_markdown(
     summary: RunSummary, *, title: str, seconds: float, reports: Sequence[ReportLink] = ()
 ) -> str:
-    status = "completed with warnings" if summary.exit_code else "completed"
+    status = "completed with warnings" if summary.needs_attention else "completed"
     lines = [
         f"## {title}: {status}",
         "",

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.run_summary import RunSummary
-from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE
-from flows.common import RULES_FOLDER, finish_batch_run
+from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE, DEFAULT_REPORTS
+from flows.common import RULES_FOLDER, ReportLink, finish_batch_run
 from tasks.adjudication import (
     adjudicate_file,
     adjudicate_sql_increment,
@@ -27,12 +27,18 @@ from tasks.adjudication import (
     refresh_catalog,
     take_writer_lock,
 )
+from tasks.reporting import publish_run_outputs, record_run_failure
 
 #: Seconds one attempt waits for another run's writer lock (then retried with back-off).
 LOCK_WAIT_SECONDS = 900
 
 
-@flow(name="nightly-adjudication", log_prints=True)
+@flow(
+    name="nightly-adjudication",
+    log_prints=True,
+    on_failure=[record_run_failure],
+    on_crashed=[record_run_failure],
+)
 def nightly_adjudication(
     inbox: str = str(DEFAULT_INBOX),
     reference: str = str(DEFAULT_REFERENCE),
@@ -44,6 +50,8 @@ def nightly_adjudication(
     source_table: str | None = None,
     source_secret: str | None = None,
     lock_wait_seconds: Annotated[int, Field(ge=1)] = LOCK_WAIT_SECONDS,
+    reports: str = str(DEFAULT_REPORTS),
+    quality_checks: bool = True,
 ) -> RunSummary:
     """Adjudicate every new batch of the inbox (then the SQL source), in name order.
 
@@ -60,6 +68,8 @@ def nightly_adjudication(
             (else the CLAIMS_SOURCE_PASSWORD environment variable is used).
         lock_wait_seconds: How long one attempt waits for another run on the same lake
             before retrying with back-off.
+        reports: Folder for the run report, Data Docs and metrics.
+        quality_checks: Run the Great Expectations gate on the run's outputs.
     """
     started = time.perf_counter()
     lake_path = Path(lake)
@@ -86,11 +96,22 @@ def nightly_adjudication(
         batches=outcomes,
         ignored=[p.name for p in ignored],
     )
+    # After the lock: the report, gate and metrics only read the log.
+    outputs = publish_run_outputs(
+        lake_path,
+        run.run_id,
+        summary,
+        Path(reports),
+        seconds=time.perf_counter() - started,
+        checks=quality_checks,
+    )
+    summary.warnings = list(outputs.warnings)
     return finish_batch_run(
         summary,
         artifact_prefix="nightly",
         title="nightly-adjudication",
         seconds=time.perf_counter() - started,
+        reports=[ReportLink(title, location) for title, location in outputs.links()],
     )
 
 

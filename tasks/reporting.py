@@ -26,9 +26,7 @@ from prefect.logging.loggers import flow_run_logger
 from claimsflow.reporting import outputs
 from claimsflow.reporting.outputs import RunOutputs
 from claimsflow.run_summary import RunSummary
-from claimsflow.settings import DEFAULT_LAKE
-
-DEFAULT_REPORTS = Path("reports")
+from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REPORTS
 
 
 @task(name="publish-run-outputs", cache_policy=NONE)
