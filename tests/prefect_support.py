@@ -58,11 +58,26 @@ def write_batch(path: Path, rows: tuple[str, ...] = BATCH_ROWS) -> Path:
     return path
 
 
+class _PatientClient(httpx.Client):
+    """Retries a 503: a SQLite-backed test server on a loaded 2-core machine answers
+    'Service Unavailable' while its database is busy; the request is fine a moment later."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        response = super().send(request, **kwargs)
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
+            if response.status_code != 503:
+                break
+            response.close()
+            time.sleep(delay)
+            response = super().send(request, **kwargs)
+        return response
+
+
 class Api:
     """The few Prefect REST endpoints the tests use."""
 
     def __init__(self, api_url: str) -> None:
-        self.client = httpx.Client(base_url=api_url, timeout=30.0)
+        self.client = _PatientClient(base_url=api_url, timeout=30.0)
 
     def close(self) -> None:
         self.client.close()

@@ -15,7 +15,7 @@ import yaml
 from claimsflow.metrics import EventLogSize, RunMetrics, build_registry
 from claimsflow.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.promtool
+pytestmark = [pytest.mark.promtool, pytest.mark.integration]
 
 MONITORING = PROJECT_ROOT / "monitoring"
 PROMTOOL = shutil.which("promtool")

@@ -38,7 +38,7 @@ from flows.serving import (
 )
 from tests.prefect_support import Api, free_port, write_batch, write_reference
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.e2e]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -166,7 +166,8 @@ def test_deployments_expose_their_documented_parameters(api: Api, stack: Stack) 
     assert set(deployments) == {"nightly", "adjudicate-batch", "what-if"}
     expected = {
         "nightly": {"inbox", "reference", "lake", "ruleset", "run_date", "rules_dir",
-                    "source_url", "source_table", "source_secret", "lock_wait_seconds"},
+                    "source_url", "source_table", "source_secret", "lock_wait_seconds",
+                    "reports", "quality_checks"},
         "adjudicate-batch": {"batch_file", "source_url", "source_table", "up_to_seq",
                              "source_secret", "reference", "lake", "ruleset", "run_date",
                              "rules_dir", "lock_wait_seconds"},

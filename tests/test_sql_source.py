@@ -102,7 +102,12 @@ ALL_COLUMNS = (
 StagingFactory = Callable[..., Staging]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.integration]),
+    ]
+)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     kind = str(request.param)
     if kind == "sqlite":
