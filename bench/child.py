@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from bench.workloads import WORKLOADS
 
@@ -16,7 +18,8 @@ MARK = "BENCH-RESULT "
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    result = WORKLOADS[spec["workload"]](**spec["args"])
+    workload: Callable[..., dict[str, Any]] = WORKLOADS[spec["workload"]]
+    result = workload(**spec["args"])
     sys.stdout.write(MARK + json.dumps(result) + "\n")
     sys.stdout.flush()
 

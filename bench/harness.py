@@ -55,8 +55,7 @@ class Bench:
             text=True,
             cwd=Path(__file__).resolve().parents[1],
         )
-        assert process.stdout is not None
-        output = process.stdout.read()
+        output = process.stdout.read() if process.stdout is not None else ""
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
@@ -134,7 +133,9 @@ def measure_size(bench: Bench, figures: Figures, size: int) -> None:
     row["floor_streaming"] = bench.child(
         "floor_streaming", batch=str(batch), out=str(data / "streamed.parquet")
     )
-    row["core"] = bench.child("core", batch=str(batch), reference=reference, lake=str(data / "lake"))
+    row["core"] = bench.child(
+        "core", batch=str(batch), reference=reference, lake=str(data / "lake")
+    )
     row["core_parquet"] = bench.child(
         "core", batch=str(parquet), reference=reference, lake=str(data / "lake-parquet")
     )
@@ -184,7 +185,12 @@ def prefect_overhead(bench: Bench, figures: Figures) -> None:
     server = start_server(stack)
     try:
         wait_until_healthy(stack, server, timeout=600)
-        served = {"inbox": inbox, "reference": reference, "prefect_home": str(home)}
+        served = {
+            "inbox": inbox,
+            "reference": reference,
+            "reports": str(data / "reports"),
+            "prefect_home": str(home),
+        }
         # The first run registers the flow and its tasks with the server.
         figures.prefect_first = bench.child(
             "nightly_prefect", lake=str(data / "first"), api_url=stack.api_url, **served
@@ -195,13 +201,18 @@ def prefect_overhead(bench: Bench, figures: Figures) -> None:
     finally:
         stop(server)
     figures.plain = bench.child(
-        "nightly_plain", inbox=inbox, reference=reference, lake=str(data / "plain")
+        "nightly_plain",
+        inbox=inbox,
+        reference=reference,
+        lake=str(data / "plain"),
+        reports=str(data / "reports"),
     )
     figures.prefect_ephemeral = bench.child(
         "nightly_prefect",
         inbox=inbox,
         reference=reference,
         lake=str(data / "ephemeral"),
+        reports=str(data / "reports"),
         prefect_home=str(home),
         api_url=None,
     )
@@ -232,7 +243,7 @@ def machine() -> dict[str, str]:
         f"{name} {version(name)}" for name in ("polars", "duckdb", "pandera", "prefect")
     )
     return {
-        "cpu": f"{cpu} × {os.cpu_count()} cores",
+        "cpu": f"{cpu} x {os.cpu_count()} cores",
         "ram": ram,
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -242,7 +253,7 @@ def machine() -> dict[str, str]:
 
 def show(console: Console, figures: Figures) -> None:
     table = Table(title="claims adjudication: pipeline vs floor and peers")
-    for name in ("measure", "cases", "seconds", "cases/s", "peak RSS", "vs pipeline"):
+    for name in ("measure", "cases", "seconds", "CPU s", "cases/s", "peak RSS", "vs pipeline"):
         table.add_column(name, justify="right" if name != "measure" else "left")
     for row in figures.rows():
         table.add_row(*row)

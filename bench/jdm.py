@@ -69,7 +69,12 @@ def rule_table(ruleset: RuleSet) -> tuple[dict[str, Any], list[str]]:
                     "rules": rows,
                 },
             },
-            {"id": "response", "type": "outputNode", "name": "Decision", "position": {"x": 400, "y": 0}},
+            {
+                "id": "response",
+                "type": "outputNode",
+                "name": "Decision",
+                "position": {"x": 400, "y": 0},
+            },
         ],
         "edges": [
             {"id": "e1", "type": "edge", "sourceId": "request", "targetId": "rules"},
@@ -91,9 +96,7 @@ def jdm_inputs(decision: BatchDecision, ruleset: RuleSet, given: list[str]) -> l
         ],
         *[
             pl.col("case_id")
-            .is_in(
-                decision.rule_hits.filter(pl.col("rule_id") == rule_id)["case_id"].implode()
-            )
+            .is_in(decision.rule_hits.filter(pl.col("rule_id") == rule_id)["case_id"].implode())
             .alias(_input_name(rule_id))
             for rule_id in given
         ],

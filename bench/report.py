@@ -23,6 +23,11 @@ class Measurement:
         return float(self.result.get("seconds", self.wall))
 
     @property
+    def cpu_seconds(self) -> float | None:
+        cpu = self.result.get("cpu_seconds")
+        return float(cpu) if cpu is not None else None
+
+    @property
     def rows(self) -> int:
         return int(self.result.get("rows", 0))
 
@@ -57,6 +62,14 @@ class Figures:
         """Cases per second of the pipeline core at the largest size (CSV in)."""
         return self.by_size[self.largest]["core"].rate()
 
+    def stage_rate(self, *names: str) -> float | None:
+        """Cases per second of some stages of the core (from the stage profile)."""
+        if self.stages is None:
+            return None
+        laps: dict[str, float] = self.stages.result["laps"]
+        seconds = sum(laps[n] for n in names if n in laps)
+        return self.stages.rows / seconds if seconds else None
+
     def rows(self) -> list[tuple[str, ...]]:
         out: list[tuple[str, ...]] = []
         for size, row in sorted(self.by_size.items()):
@@ -70,8 +83,8 @@ class Figures:
                     size,
                     _x(core, row["floor_streaming"]),
                 ),
-                _row("pipeline core, CSV in", core, size, "1.0×"),
-                _row("pipeline core, Parquet in", row["core_parquet"], size, "1.0×"),
+                _row("pipeline core, CSV in", core, size, "1.0x"),
+                _row("pipeline core, Parquet in", row["core_parquet"], size, "1.0x"),
                 _row(
                     "DuckDB twin, Parquet in",
                     row["twin"],
@@ -87,14 +100,14 @@ class Figures:
             if peer is None:
                 continue
             if "unavailable" in peer.result:
-                out.append((label, "-", "-", "-", "-", str(peer.result["unavailable"])))
+                out.append((label, "-", "-", "-", "-", "-", str(peer.result["unavailable"])))
                 continue
             out.append(
                 _row(
                     f"{label}, sample",
                     peer,
                     peer.rows,
-                    f"pipeline {core_rate / peer.rate():,.0f}× faster",
+                    f"pipeline {core_rate / peer.rate():,.0f}x faster",
                 )
             )
         if self.sample_core is not None:
@@ -120,6 +133,7 @@ def _row(label: str, m: Measurement, cases: int, versus: str = "") -> tuple[str,
         label,
         f"{cases:,}",
         f"{m.seconds:,.2f}",
+        f"{m.cpu_seconds:,.2f}" if m.cpu_seconds is not None else "",
         f"{cases / m.seconds:,.0f}" if m.seconds else "-",
         f"{m.peak_rss / GIB:.2f} GiB",
         versus,
@@ -127,7 +141,7 @@ def _row(label: str, m: Measurement, cases: int, versus: str = "") -> tuple[str,
 
 
 def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "-"
+    return f"{a / b:.2f}x" if b else "-"
 
 
 def _x(core: Measurement, floor: Measurement) -> str:
@@ -148,9 +162,9 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
     floor_ratio = row["core"].seconds / row["floor"].seconds
     out.append(
         (
-            f"end to end within 4× the floor, {at}",
-            f"{floor_ratio:.2f}× ({row['core'].seconds:.1f} s vs {row['floor'].seconds:.1f} s)",
-            _at_most(floor_ratio, 4.0, "×"),
+            f"end to end within 4x the floor, {at}",
+            f"{floor_ratio:.2f}x ({row['core'].seconds:.1f} s vs {row['floor'].seconds:.1f} s)",
+            _at_most(floor_ratio, 4.0, "x"),
         )
     )
     twin_ratio = row["twin"].seconds / row["core_parquet"].seconds
@@ -159,7 +173,7 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
             f"faster than the DuckDB twin, {at}",
             f"twin {row['twin'].seconds:.1f} s, pipeline {row['core_parquet'].seconds:.1f} s "
             f"(Parquet in; {row['core'].seconds:.1f} s CSV in)",
-            "met" if twin_ratio > 1 else f"missed: pipeline {1 / twin_ratio:.2f}× slower",
+            "met" if twin_ratio > 1 else f"missed: pipeline {1 / twin_ratio:.2f}x slower",
         )
     )
     peak = row["core"].peak_rss / GIB
@@ -171,23 +185,48 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         out.append(
             (
                 f"memory per case flat, {small:,} -> {big:,}",
-                f"{a:,.0f} -> {b:,.0f} bytes/case ({drift:.2f}×)",
-                "met" if 0.8 <= drift <= 1.25 else f"missed: {drift:.2f}× (flat = within ±25%)",
+                f"{a:,.0f} -> {b:,.0f} bytes/case ({drift:.2f}x)",
+                "met" if 0.8 <= drift <= 1.25 else f"missed: {drift:.2f}x (flat = within ±25%)",
             )
         )
     rate = f.core_rate()
-    for label, peer, wanted in (("zen-engine", f.zen, 100.0), ("row-at-a-time loop", f.loop, 500.0)):
+    for label, peer, wanted in (
+        ("zen-engine", f.zen, 100.0),
+        ("row-at-a-time loop", f.loop, 500.0),
+    ):
         if peer is None:
             continue
         if "unavailable" in peer.result:
-            out.append((f"≥{wanted:.0f}× {label}", "not measured", str(peer.result["unavailable"])))
+            out.append((f"≥{wanted:.0f}x {label}", "not measured", str(peer.result["unavailable"])))
             continue
         times = rate / peer.rate()
         out.append(
             (
-                f"≥{wanted:.0f}× the throughput of the {label}",
-                f"{times:,.0f}× ({rate:,.0f} vs {peer.rate():,.0f} cases/s)",
-                _at_least(times, wanted, "×"),
+                f"≥{wanted:.0f}x the throughput of the {label}",
+                f"{times:,.0f}x ({rate:,.0f} vs {peer.rate():,.0f} cases/s)",
+                _at_least(times, wanted, "x"),
+            )
+        )
+    like_for_like = (
+        ("zen-engine", f.zen, 100.0, ("rules",), "the rules stage"),
+        (
+            "row-at-a-time loop",
+            f.loop,
+            500.0,
+            ("validate (Pandera)", "context joins", "rules", "pricing"),
+            "validate + context + rules + pricing",
+        ),
+    )
+    for label, peer, wanted, stages, what in like_for_like:
+        stage_rate = f.stage_rate(*stages)
+        if peer is None or "unavailable" in peer.result or stage_rate is None:
+            continue
+        times = stage_rate / peer.rate()
+        out.append(
+            (
+                f"  like for like: {what} vs the {label}",
+                f"{times:,.0f}x ({stage_rate:,.0f} vs {peer.rate():,.0f} cases/s)",
+                _at_least(times, wanted, "x"),
             )
         )
     if f.prefect is not None and f.plain is not None:
@@ -233,8 +272,8 @@ def render_markdown(f: Figures) -> str:
         f"- Load average (1, 5, 15 min) before: {load}; after: {load_after} "
         "(a shared machine: wall times are noisy)",
         "",
-        "| measure | cases | seconds | cases/s | peak RSS | vs pipeline |",
-        "|---|---:|---:|---:|---:|---|",
+        "| measure | cases | seconds | CPU s | cases/s | peak RSS | vs pipeline |",
+        "|---|---:|---:|---:|---:|---:|---|",
         *[f"| {' | '.join(row)} |" for row in f.rows()],
         "",
     ]

@@ -164,9 +164,7 @@ class RowAtATime:
 
     def _priced(self, decided: list[tuple[dict[str, Any], list[int], str]]) -> list[LoopDecision]:
         # Spec §5: the deductible is taken in (service_date, received_date, case_id) order.
-        decided.sort(
-            key=lambda d: (d[0]["service_date"], d[0]["received_date"], d[0]["case_id"])
-        )
+        decided.sort(key=lambda d: (d[0]["service_date"], d[0]["received_date"], d[0]["case_id"]))
         used: dict[tuple[str, int], int] = {}
         result = []
         for case, fired, status in decided:

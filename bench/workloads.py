@@ -14,6 +14,7 @@ import os
 import resource
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,19 @@ from claimsflow.settings import RULES_DIR
 
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
 Result = dict[str, Any]
+
+
+class Timer:
+    """Wall and CPU seconds (every thread of the process) since creation."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> dict[str, float]:
+        return {
+            "seconds": time.perf_counter() - self.wall,
+            "cpu_seconds": time.process_time() - self.cpu,
+        }
 
 
 def rss_bytes() -> int:
@@ -40,18 +54,18 @@ def generate(out: str, cases: int, batches: int, seed: int) -> Result:
 
 def floor(batch: str, out: str) -> Result:
     """The floor: read the batch and write the same rows, with Polars and nothing else."""
-    started = time.perf_counter()
+    timer = Timer()
     frame = pl.read_csv(batch, infer_schema=False)
     frame.write_parquet(out, compression="zstd")
-    return {"seconds": time.perf_counter() - started, "rows": frame.height}
+    return timer.read() | {"rows": frame.height}
 
 
 def floor_streaming(batch: str, out: str) -> Result:
     """The same, streamed (scan_csv -> sink_parquet): the lowest cost of moving the rows."""
-    started = time.perf_counter()
+    timer = Timer()
     pl.scan_csv(batch, infer_schema=False).sink_parquet(out, compression="zstd")
     rows = pl.scan_parquet(out).select(pl.len()).collect().item()
-    return {"seconds": time.perf_counter() - started, "rows": rows}
+    return timer.read() | {"rows": rows}
 
 
 def core(batch: str, reference: str, lake: str) -> Result:
@@ -70,11 +84,9 @@ def core(batch: str, reference: str, lake: str) -> Result:
     run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
     setup_seconds = time.perf_counter() - setup_started
     rss_before = rss_bytes()
-    started = time.perf_counter()
+    timer = Timer()
     outcome, _ = process_batch_file(Path(batch), run, history)
-    seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
+    return timer.read() | {
         "setup_seconds": setup_seconds,
         "rss_before": rss_before,
         "rows": outcome.rows_in,
@@ -147,9 +159,9 @@ def twin(batch: str, reference: str, out: str) -> Result:
 
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
-    started = time.perf_counter()
+    timer = Timer()
     rows = write_twin_decisions(Path(batch), reference_data, ruleset, Path(out))
-    return {"seconds": time.perf_counter() - started, "rows": rows}
+    return timer.read() | {"rows": rows}
 
 
 def _sample_decision(batch: str, reference: str) -> tuple[Any, Any, Any]:
@@ -173,21 +185,20 @@ def zen_engine(batch: str, reference: str) -> Result:
         return {"unavailable": f"zen-engine cannot be imported here: {exc}"}
     from bench.jdm import jdm_inputs, rule_table
 
-    reference_data, ruleset, decision = _sample_decision(batch, reference)
+    _, ruleset, decision = _sample_decision(batch, reference)
     table, duplicate_input = rule_table(ruleset)
     inputs = jdm_inputs(decision, ruleset, duplicate_input)
     engine = zen.ZenEngine()
     graph = engine.create_decision(json.dumps(table))
     expected = decision.decisions.select("status", "reason_codes").rows()
     agree = 0
-    started = time.perf_counter()
+    timer = Timer()
     for row, (status, codes) in zip(inputs, expected, strict=True):
         fired = graph.evaluate(row)["result"]
         outcomes = {hit["outcome"] for hit in fired}
         got = "DENIED" if "DENY" in outcomes else "PENDED" if "PEND" in outcomes else "APPROVED"
         agree += got == status and [hit["code"] for hit in fired] == codes
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": len(inputs), "agree": agree, "version": _version("zen")}
+    return timer.read() | {"rows": len(inputs), "agree": agree, "version": _version("zen")}
 
 
 def row_loop(batch: str, reference: str) -> Result:
@@ -196,10 +207,10 @@ def row_loop(batch: str, reference: str) -> Result:
 
     reference_data, ruleset, decision = _sample_decision(batch, reference)
     loop = RowAtATime(reference_data, ruleset)
-    started = time.perf_counter()
+    timer = Timer()
     with open(batch, newline="", encoding="utf-8") as handle:
         decided = loop.run(csv.DictReader(handle))
-    seconds = time.perf_counter() - started
+    timed = timer.read()
     expected = {
         case_id: (status, tuple(codes), paid)
         for case_id, status, codes, paid in decision.decisions.select(
@@ -210,17 +221,21 @@ def row_loop(batch: str, reference: str) -> Result:
         expected.get(d.case_id) == (d.status, d.reason_codes, d.paid_cents) for d in decided
     )
     rows = decision.rows_in
-    return {"seconds": seconds, "rows": rows, "decided": len(decided), "agree": agree}
+    return timed | {"rows": rows, "decided": len(decided), "agree": agree}
 
 
-def nightly_plain(inbox: str, reference: str, lake: str) -> Result:
-    """A nightly run's stages without Prefect (what flows/nightly.py wires together)."""
+def nightly_plain(inbox: str, reference: str, lake: str, reports: str) -> Result:
+    """A nightly run's stages without Prefect (what flows/nightly.py wires together),
+    publishing the same run outputs (report and metrics; the GX gate off in both)."""
+    os.environ["CLAIMS_METRICS_FILE"] = str(Path(reports) / "metrics" / "claims.prom")
     from claimsflow import catalog, eventlog
     from claimsflow.history import History
     from claimsflow.lake_lock import writer_lock
     from claimsflow.pipeline import RunContext, discover_inbox, process_batch_file
     from claimsflow.reference import load_reference
+    from claimsflow.reporting import outputs
     from claimsflow.rules.ruleset import load_rulesets, select_ruleset
+    from claimsflow.run_summary import RunSummary
 
     started = time.perf_counter()
     reference_data = load_reference(Path(reference))
@@ -230,21 +245,37 @@ def nightly_plain(inbox: str, reference: str, lake: str) -> Result:
         eventlog.clean_staging(Path(lake))
         history = History.from_lake(Path(lake))
         run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
-        batches, _ = discover_inbox(Path(inbox))
-        decided = 0
+        batches, ignored = discover_inbox(Path(inbox))
+        outcomes = []
         for path in batches:
             outcome, history = process_batch_file(path, run, history)
-            decided += outcome.rows_decided
+            outcomes.append(outcome)
         catalog.refresh_catalog(Path(lake))
+    summary = RunSummary(
+        run_id=run.run_id,
+        ruleset=ruleset.label,
+        batches=outcomes,
+        ignored=[p.name for p in ignored],
+    )
+    outputs.publish_run_outputs(
+        Path(lake),
+        run.run_id,
+        summary,
+        Path(reports),
+        seconds=time.perf_counter() - started,
+        checks=False,
+    )
+    decided = sum(o.rows_decided for o in outcomes)
     return {"seconds": time.perf_counter() - started, "decided": decided}
 
 
 def nightly_prefect(
-    inbox: str, reference: str, lake: str, prefect_home: str, api_url: str | None
+    inbox: str, reference: str, lake: str, reports: str, prefect_home: str, api_url: str | None
 ) -> Result:
     """The same run through the Prefect flow: against the server at `api_url`, or
     (None) on the local ephemeral API that `adjudicate run` starts."""
     os.environ["PREFECT_HOME"] = prefect_home
+    os.environ["CLAIMS_METRICS_FILE"] = str(Path(reports) / "metrics" / "claims.prom")
     if api_url is not None:
         os.environ["PREFECT_API_URL"] = api_url
     from claimsflow.settings import configure_prefect_environment
@@ -254,7 +285,9 @@ def nightly_prefect(
     from flows.nightly import nightly_adjudication
 
     imported = time.perf_counter()
-    summary = nightly_adjudication(inbox=inbox, reference=reference, lake=lake)
+    summary = nightly_adjudication(
+        inbox=inbox, reference=reference, lake=lake, reports=reports, quality_checks=False
+    )
     finished = time.perf_counter()
     decided = sum(b.rows_decided for b in summary.batches)
     return {
@@ -274,7 +307,7 @@ def _version(module: str) -> str:
         return "?"
 
 
-WORKLOADS = {
+WORKLOADS: dict[str, Callable[..., Result]] = {
     "generate": generate,
     "floor": floor,
     "floor_streaming": floor_streaming,

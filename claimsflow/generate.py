@@ -142,12 +142,14 @@ def case_frame(
             "units": units,
             "billed": billed,
             "diagnosis_at": rng.integers(0, len(DIAGNOSES), cases),
-            "prior_auth": np.where(rng.random(cases) < 0.7, rng.integers(10_000, 99_999, cases), -1),
+            "prior_auth": np.where(
+                rng.random(cases) < 0.7, rng.integers(10_000, 99_999, cases), -1
+            ),
         }
     )
     claims = _with_resent_claims(claims, rng)
     # Every date a case can carry, as text once; cases pick theirs by offset.
-    days = _day_texts(int(claims["received"].max() or 0) + 1)
+    days = _day_texts(int(claims.select(pl.col("received").max()).item() or 0) + 1)
     frame = claims.select(
         pl.concat_str(
             pl.lit(f"CLM{seed:03d}"), pl.int_range(1, cases + 1).cast(pl.String).str.zfill(9)

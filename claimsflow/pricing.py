@@ -104,8 +104,8 @@ def _member_key(decisions: pl.DataFrame) -> pl.Expr:
     """An integer per member: the context's, or (without one for every approved
     case) a dense number per distinct member_id."""
     if MEMBER_KEY in decisions.columns:
-        approved = decisions.filter(pl.col("status") == APPROVED)
-        if approved[MEMBER_KEY].null_count() == 0:
+        unkeyed = (pl.col("status") == APPROVED) & pl.col(MEMBER_KEY).is_null()
+        if not decisions.select(unkeyed.any()).item():
             return pl.col(MEMBER_KEY).cast(pl.Int64).alias(MEMBER_KEY)
     return pl.col("member_id").rank("dense").cast(pl.Int64).alias(MEMBER_KEY)
 
@@ -211,7 +211,8 @@ def _span_start_balances(staged: pl.DataFrame) -> pl.Series:
     year = [MEMBER_KEY, "service_year"]
     starts = spans.filter(pl.col("_rank") == 1).select(*year, pl.col("_u0").alias("_start"))
     result: list[pl.DataFrame] = []
-    for rank in range(1, int(spans["_rank"].max()) + 1):  # one step per span rank, not per case
+    last_rank = int(spans.select(pl.col("_rank").max()).item())
+    for rank in range(1, last_rank + 1):  # one step per span rank, not per case
         current = spans.filter(pl.col("_rank") == rank).join(starts, on=year)
         result.append(current.select("_span", pl.col("_start").alias("_span_start")))
         starts = current.select(

@@ -61,9 +61,7 @@ def _status(ruleset: RuleSet, rules: list[Rule]) -> str:
     if not rules:
         return _text(APPROVED)
     if ruleset.hit_policy == "first":
-        arms = " ".join(
-            f"WHEN {_hit(r)} THEN {_text(STATUS_OF_OUTCOME[r.outcome])}" for r in rules
-        )
+        arms = " ".join(f"WHEN {_hit(r)} THEN {_text(STATUS_OF_OUTCOME[r.outcome])}" for r in rules)
         return f"CASE {arms} ELSE {_text(APPROVED)} END"
     deny = " OR ".join(_hit(r) for r in rules if r.outcome == "DENY") or "FALSE"
     pend = " OR ".join(_hit(r) for r in rules if r.outcome == "PEND") or "FALSE"
@@ -102,6 +100,7 @@ def twin_query(ruleset: RuleSet, batch: str, *, has_prior_auth: bool = True) -> 
     duplicate_hits = "".join(f",\n    {_duplicate(r)}" for r in duplicates)
     prior_auth = "prior_auth_id" if has_prior_auth else "NULL::VARCHAR"
     order = "service_date, received_date, case_id"
+    # Built from the rule set's own conditions and quoted literals, never from user input.
     return f"""
 WITH RECURSIVE
 src AS (
@@ -252,7 +251,7 @@ UNION ALL
 SELECT "row_number", case_id, {_text(REJECTED)}, []::VARCHAR[], 0, 0, 0, 0
 FROM checked WHERE NOT valid
 ORDER BY "row_number"
-"""
+"""  # noqa: S608
 
 
 def register_reference(con: duckdb.DuckDBPyConnection, reference: Reference) -> None:
@@ -275,7 +274,8 @@ def twin_decisions(
             con.execute(f"SET threads = {int(threads)}")
         register_reference(con, reference)
         query = twin_query(ruleset, str(batch), has_prior_auth=_has_prior_auth(batch))
-        return con.sql(query).pl()
+        result: pl.DataFrame = con.sql(query).pl()
+        return result
 
 
 def write_twin_decisions(

@@ -55,7 +55,7 @@ def cell_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFra
             raise RuntimeError(
                 f"validation check {first['check']!r} on column {first['column']!r} "
                 f"failed as a whole: {first['failure_case']}"
-            )
+            ) from exc
         cell_level = cases
         return cell_level.select(
             pl.col("index").cast(pl.Int64),

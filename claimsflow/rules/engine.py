@@ -65,9 +65,13 @@ def adjudicate(
     rules = list(ruleset.rules)
     if len(rules) > MAX_PACKED_RULES:  # pragma: no cover - no real rule set is this long
         status, reason_codes = hit_policy(ruleset, rules)
-        decided = context.hstack(fired.select(status.alias("status"), reason_codes.alias("reason_codes")))
+        decided = context.hstack(
+            fired.select(status.alias("status"), reason_codes.alias("reason_codes"))
+        )
         long = fired.select(pl.int_range(pl.len()).alias("_case"), *[hit_column(r) for r in rules])
-        return Adjudication(decisions=decided, rule_hits=_rule_hits_from_columns(context, long, ruleset))
+        return Adjudication(
+            decisions=decided, rule_hits=_rule_hits_from_columns(context, long, ruleset)
+        )
     mask = fired.select(
         pl.sum_horizontal(
             pl.col(hit_column(r)).cast(pl.Int64) * (1 << i) for i, r in enumerate(rules)
