@@ -6,18 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from claimsflow.catalog import CatalogError, connect_read_only
+from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
 
-INPUT_COLUMNS = (
-    "member_id",
-    "provider_id",
-    "service_date",
-    "received_date",
-    "procedure_code",
-    "diagnosis_code",
-    "units",
-    "billed_cents",
-    "prior_auth_id",
-)
+INPUT_COLUMNS = tuple(c for c in CASE_PAYLOAD_COLUMNS if c != "case_id")
 
 
 def money(cents: int | None) -> str:
