@@ -181,6 +181,10 @@ def _in_deductible_order(approved: pl.DataFrame) -> pl.DataFrame:
         + (pl.col("service_date").cast(pl.Int64) - lo) * day
         + (pl.col("received_date").cast(pl.Int64) - lo)
     )
+    if approved.select(pl.col("case_id").is_sorted()).item():
+        # Cases usually arrive in case_id order: a stable sort on the integer alone
+        # then keeps case_id order within ties, without comparing text.
+        return approved.sort(packed, maintain_order=True)
     return approved.sort(packed, "case_id")
 
 
@@ -189,39 +193,52 @@ def _span_start_balances(staged: pl.DataFrame) -> pl.Series:
 
     The first run of a member-year starts from what earlier batches used; each
     later run (another span, another deductible) starts from the balance the run
-    before it ended with.
+    before it ended with. Only member-years with more than one run need the
+    carry: the others' runs start from what earlier batches used.
     """
     first_run = pl.col("_new_year")
     span_rank = pl.col("_span") - pl.when(first_run).then(pl.col("_span")).forward_fill() + 1
-    ranked = staged.select("_span", "_new_year", "_used_before_batch", span_rank.alias("_rank"))
-    if ranked.height == 0 or ranked["_rank"].max() == 1:
+    ranked = staged.select(
+        "_span",
+        "_used_before_batch",
+        first_run.cum_sum().alias("_year"),
+        span_rank.alias("_rank"),
+    )
+    carried_years = ranked.filter(pl.col("_rank") > 1)["_year"].unique()
+    if carried_years.len() == 0:
         return ranked["_used_before_batch"]
+    carried = pl.col("_year").is_in(carried_years.implode())
     spans = (
-        staged.with_columns(ranked["_rank"])
+        staged.with_columns(ranked["_rank"], ranked["_year"])
+        .filter(carried)
         .group_by("_span", maintain_order=True)
         .agg(
-            pl.col(MEMBER_KEY).first(),
-            pl.col("service_year").first(),
+            pl.col("_year").first(),
             pl.col("_rank").first(),
             pl.col("annual_deductible_cents").first().alias("_d"),
             pl.col("allowed_cents").sum().alias("_total"),
             pl.col("_used_before_batch").first().alias("_u0"),
         )
     )
-    year = [MEMBER_KEY, "service_year"]
-    starts = spans.filter(pl.col("_rank") == 1).select(*year, pl.col("_u0").alias("_start"))
+    starts = spans.filter(pl.col("_rank") == 1).select("_year", pl.col("_u0").alias("_start"))
     result: list[pl.DataFrame] = []
     last_rank = int(spans.select(pl.col("_rank").max()).item())
     for rank in range(1, last_rank + 1):  # one step per span rank, not per case
-        current = spans.filter(pl.col("_rank") == rank).join(starts, on=year)
+        current = spans.filter(pl.col("_rank") == rank).join(starts, on="_year")
         result.append(current.select("_span", pl.col("_start").alias("_span_start")))
         starts = current.select(
-            *year,
+            "_year",
             pl.max_horizontal(
                 pl.col("_start"),
                 pl.min_horizontal(pl.col("_d"), pl.col("_start") + pl.col("_total")),
             ).alias("_start"),
         )
-    return staged.select("_span").join(
-        pl.concat(result), on="_span", how="left", maintain_order="left"
-    )["_span_start"]
+    computed = pl.concat(result)
+    # Span runs are numbered 1..n in order: a dense array, read back by run number.
+    runs = int(ranked.select(pl.col("_span").max()).item() or 0) + 1
+    by_span = pl.repeat(None, runs, dtype=pl.Int64, eager=True).scatter(
+        computed["_span"], computed["_span_start"]
+    )
+    return ranked.select(
+        pl.coalesce(pl.lit(by_span).gather(pl.col("_span")), pl.col("_used_before_batch"))
+    ).to_series()

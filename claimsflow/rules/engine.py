@@ -209,12 +209,14 @@ def duplicate_flags(
     base outcome is not DENIED (`live`), or the same key decided APPROVED/PENDED before.
 
     Only cases whose key occurs more than once in the batch can have an earlier
-    twin: the ordered window runs over those few, not over the batch.
+    twin: the ordered window runs over those few, not over the batch. They are
+    found by a hash of the key (one integer per case, cheap to group); a hash
+    collision only adds a case to the few, where the window compares real keys.
     """
     key = list(rule.key)
     order = list(rule.order_by)
     frame = context.select(*dict.fromkeys([*key, *order])).with_columns(live.alias("_live"))
-    shared = frame.select((pl.len().over(key) > 1).alias("_shared")).to_series()
+    shared = frame.select(pl.struct(key).hash().is_duplicated().alias("_shared")).to_series()
     twins = (
         frame.with_row_index("_at")
         .filter(shared)
