@@ -360,7 +360,8 @@ def _failure(run: dict[str, Any], stack: Stack) -> str:
     return "\n".join([str(run["state"]["message"]), *log[-60:]])
 
 
-def _eventually(probe: Any, timeout: float = 30.0) -> Any:
+def _eventually(probe: Any, timeout: float = 120.0) -> Any:
+    # Generous: on a loaded 2-core machine the UI and the worker lag by tens of seconds.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = probe()
