@@ -3,6 +3,15 @@
 The views read the event log's files through globs with stock DuckDB (no
 extension, no network), so a batch recorded after the catalog was built is
 visible at once. The catalog file is rebuilt aside and renamed into place.
+
+A remote lake (s3://, gs://, ...; docs/object-storage.md) cannot hold a DuckDB
+database file, and stock DuckDB cannot read it without the httpfs extension, which
+is never downloaded here. Instead the lake's fsspec filesystem is registered with
+DuckDB (`register_filesystem`), the catalog file lives in the lake's local state
+folder (`storage.local_state`), and the views keep to committed batches: a table's
+rows count only when their batch's record object exists. Opening the catalog
+registers the filesystem again (a DuckDB file cannot remember a Python object);
+where no catalog file exists on this machine, the same views are built in memory.
 """
 
 from __future__ import annotations
@@ -17,26 +26,53 @@ import duckdb
 
 from claimsflow import eventlog
 from claimsflow.faults import crash_point
+from claimsflow.storage import Location, RemoteLocation, local_state
 
 CATALOG_FILE = "catalog.duckdb"
 
 
-def catalog_path(lake: Path) -> Path:
+def catalog_path(lake: Location) -> Path:
+    if isinstance(lake, RemoteLocation):
+        return local_state(lake) / CATALOG_FILE
     return lake / CATALOG_FILE
 
 
-def _files(lake: Path, table: str) -> str:
+def _files(lake: Location, table: str) -> str:
+    if isinstance(lake, RemoteLocation):
+        return _committed_files(lake, table)
     pattern = eventlog.batches_dir(lake.resolve()) / "*" / f"{table}.parquet"
     return f"read_parquet('{_quote(str(pattern))}', union_by_name = true)"
+
+
+def _committed_files(lake: RemoteLocation, table: str) -> str:
+    """A table's objects, restricted to batches whose record object exists.
+
+    Table objects are written before their batch's record (the commit marker), so a
+    publish that was cut short leaves objects whose batch_id has no record: the
+    semi-join hides them, and a batch counts from the moment its record exists.
+    """
+    records = lake.full_url("events", "batches", "*", f"{eventlog.RECORD_TABLE}.parquet")
+    read_records = f"read_parquet('{_quote(records)}', union_by_name = true)"
+    if table == eventlog.RECORD_TABLE:
+        return read_records
+    pattern = lake.full_url("events", "batches", "*", f"{table}.parquet")
+    return (
+        f"(SELECT * FROM read_parquet('{_quote(pattern)}', union_by_name = true) "
+        f"WHERE batch_id IN (SELECT batch_id FROM {read_records}))"
+    )
 
 
 def _quote(text: str) -> str:
     return text.replace("'", "''")
 
 
-def view_definitions(lake: Path) -> dict[str, str]:
+def view_definitions(lake: Location) -> dict[str, str]:
     """View name -> SELECT, in creation order."""
-    skips = eventlog.skips_dir(lake.resolve()) / "*.parquet"
+    skips = (
+        lake.full_url("events", "skips", "*.parquet")
+        if isinstance(lake, RemoteLocation)
+        else eventlog.skips_dir(lake.resolve()) / "*.parquet"
+    )
     batch_columns = (
         "batch_id, source, status, rows_in, rows_decided, rows_rejected, reason, processed_at"
     )
@@ -89,13 +125,15 @@ def view_definitions(lake: Path) -> dict[str, str]:
     return views
 
 
-def refresh_catalog(lake: Path) -> Path:
+def refresh_catalog(lake: Location) -> Path:
     """(Re)build catalog.duckdb with the spec's views; atomic for readers."""
     eventlog.ensure_lake(lake)
     target = catalog_path(lake)
     aside = eventlog.staging_dir(lake) / f"catalog.{uuid.uuid4().hex}.duckdb"
+    aside.parent.mkdir(parents=True, exist_ok=True)  # a remote lake's local folder
     con = duckdb.connect(str(aside), config=_offline_config())
     try:
+        register_lake(con, lake)  # views are bound (their files read) when created
         for name, select in view_definitions(lake).items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
         con.execute("CHECKPOINT")
@@ -121,25 +159,67 @@ READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementT
 _EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN\s*(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\s+)?", re.IGNORECASE)
 
 
-def connect_read_only(lake: Path) -> duckdb.DuckDBPyConnection:
+def connect_read_only(lake: Location) -> duckdb.DuckDBPyConnection:
     """A connection that can read the lake and nothing else, and cannot be unlocked.
 
     The database is opened read-only; file access is limited to the lake's folder
     (no other file, no extension install or load, no ATTACH elsewhere) and the
     configuration is locked so a query cannot lift these limits.
     """
-    path = catalog_path(lake)
-    if not path.is_file():
-        raise CatalogError(f"{path}: no catalog here (run `adjudicate run` first)")
-    try:
-        con = duckdb.connect(str(path), read_only=True, config=_offline_config())
-    except duckdb.Error as exc:
-        raise CatalogError(f"{path}: cannot be opened: {_first_line(exc)}") from exc
-    root = str(lake.resolve()).replace("'", "''")
-    con.execute(f"SET allowed_directories = ['{root}/']")
-    con.execute("SET enable_external_access = false")
+    if isinstance(lake, RemoteLocation):
+        con = _connect_remote(lake)
+    else:
+        path = catalog_path(lake)
+        if not path.is_file():
+            raise CatalogError(f"{path}: no catalog here (run `adjudicate run` first)")
+        try:
+            con = duckdb.connect(str(path), read_only=True, config=_offline_config())
+        except duckdb.Error as exc:
+            raise CatalogError(f"{path}: cannot be opened: {_first_line(exc)}") from exc
+    restrict_to_lake(con, lake)
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _connect_remote(lake: RemoteLocation) -> duckdb.DuckDBPyConnection:
+    """The remote lake's local catalog file, or (none on this machine) the same views
+    built in memory; its filesystem registered either way."""
+    if not eventlog.has_event_log(lake):
+        raise CatalogError(f"{lake}: no event log here (run `adjudicate run` first)")
+    path = catalog_path(lake)
+    try:
+        if path.is_file():
+            con = duckdb.connect(str(path), read_only=True, config=_offline_config())
+            register_lake(con, lake)
+            return con
+        con = duckdb.connect(":memory:", config=_offline_config())
+        register_lake(con, lake)
+        for name, select in view_definitions(lake).items():
+            con.execute(f"CREATE VIEW {name} AS {select}")
+    except duckdb.Error as exc:
+        raise CatalogError(f"{lake}: cannot be opened: {_first_line(exc)}") from exc
+    return con
+
+
+def register_lake(con: duckdb.DuckDBPyConnection, lake: Location) -> None:
+    """Let DuckDB read a remote lake through its fsspec filesystem (nothing for a local one)."""
+    if isinstance(lake, RemoteLocation):
+        fs = lake.fs
+        fs.invalidate_cache()  # DuckDB's globs list through it: see what is there now
+        con.register_filesystem(fs)
+
+
+def restrict_to_lake(con: duckdb.DuckDBPyConnection, lake: Location) -> None:
+    """Limit file access to the lake (its folder, or its URL prefix) and turn off the rest."""
+    if isinstance(lake, RemoteLocation):
+        # fsspec's listings spell some URLs with three slashes (memory:///bucket/...),
+        # the user's text with two: both name the lake.
+        roots = sorted({lake.url, lake.full_url()})
+    else:
+        roots = [str(lake.resolve())]
+    allowed = ", ".join(f"'{_quote(root.rstrip('/'))}/'" for root in roots)
+    con.execute(f"SET allowed_directories = [{allowed}]")
+    con.execute("SET enable_external_access = false")
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -168,7 +248,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         )
 
 
-def run_query(lake: Path, sql: str) -> QueryResult:
+def run_query(lake: Location, sql: str) -> QueryResult:
     """Run one read-only SQL statement on the catalog."""
     con = connect_read_only(lake)
     try:

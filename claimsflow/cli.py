@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ from claimsflow.settings import (
     RULES_DIR,
     configure_prefect_environment,
 )
+
+if TYPE_CHECKING:
+    from claimsflow.storage import Location
 
 app = typer.Typer(
     name="adjudicate",
@@ -75,9 +78,13 @@ def fail(message: str) -> typer.Exit:
 
 @app.command()
 def run(
-    inbox: Annotated[Path, typer.Option(help="Folder of case batch files.")] = DEFAULT_INBOX,
+    inbox: Annotated[
+        str, typer.Option(help="Folder of case batch files, or an object-store URL (s3://...).")
+    ] = str(DEFAULT_INBOX),
     reference: Annotated[Path, typer.Option(help="Reference data folder.")] = DEFAULT_REFERENCE,
-    lake: Annotated[Path, typer.Option(help="Lake folder (event log, catalog).")] = DEFAULT_LAKE,
+    lake: Annotated[
+        str, typer.Option(help="Lake folder (event log, catalog), or an object-store URL.")
+    ] = str(DEFAULT_LAKE),
     ruleset: Annotated[
         str | None, typer.Option(help="Rule-set version; default: in effect on the run date.")
     ] = None,
@@ -104,8 +111,12 @@ def run(
 
     if (source_url is None) != (source_table is None):
         raise fail("--source-url and --source-table go together")
-    if not inbox.is_dir() and source_url is None:
+    lake_at = _location(lake)
+    inbox_at = _location(inbox)
+    if source_url is None and isinstance(inbox_at, Path) and not inbox_at.is_dir():
         raise fail(f"{inbox}: inbox folder not found")
+    for remote in (lake_at, inbox_at) if source_url is None else (lake_at,):
+        _check_remote(remote)
     chosen_date = _parse_date(run_date, "--run-date") or dt.datetime.now(dt.UTC).date()
     # Check configuration before starting Prefect, so a mistake is one clear line.
     try:
@@ -136,14 +147,16 @@ def run(
         reports=str(reports),
         quality_checks=checks,
     )
-    _print_summary(summary.batch_table(), summary.lines(), lake)
+    _print_summary(summary.batch_table(), summary.lines(), lake_at)
     raise typer.Exit(summary.exit_code)
 
 
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="Read-only SQL on the catalog's views.")],
-    lake: Annotated[Path, typer.Option(help="Lake folder.")] = DEFAULT_LAKE,
+    lake: Annotated[str, typer.Option(help="Lake folder, or an object-store URL.")] = str(
+        DEFAULT_LAKE
+    ),
     output: Annotated[
         str, typer.Option("--format", help="Output format: table, csv or json.")
     ] = "table",
@@ -154,7 +167,7 @@ def query(
     if output not in ("table", "csv", "json"):
         raise fail(f"--format must be table, csv or json, not {output!r}")
     try:
-        result = run_query(lake, sql)
+        result = run_query(_location(lake), sql)
     except CatalogError as exc:
         raise fail(str(exc)) from None
     _print_rows(result.columns, result.rows, output)
@@ -186,14 +199,16 @@ def generate(
 @app.command()
 def explain(
     case_id: Annotated[str, typer.Argument(help="The case to explain.")],
-    lake: Annotated[Path, typer.Option(help="Lake folder.")] = DEFAULT_LAKE,
+    lake: Annotated[str, typer.Option(help="Lake folder, or an object-store URL.")] = str(
+        DEFAULT_LAKE
+    ),
 ) -> None:
     """Why a case was decided as it was: inputs, rules that fired, pricing."""
     from claimsflow.catalog import CatalogError
     from claimsflow.explain import explain_case
 
     try:
-        text = explain_case(lake, case_id)
+        text = explain_case(_location(lake), case_id)
     except CatalogError as exc:
         raise fail(str(exc)) from None
     typer.echo(text)
@@ -208,7 +223,9 @@ def what_if(
         str, typer.Option("--to", help="Last received_date to replay (YYYY-MM-DD).")
     ],
     ruleset: Annotated[str, typer.Option(help="Candidate rule-set version (e.g. 2).")],
-    lake: Annotated[Path, typer.Option(help="Lake folder (read only).")] = DEFAULT_LAKE,
+    lake: Annotated[str, typer.Option(help="Lake folder or object-store URL (read only).")] = str(
+        DEFAULT_LAKE
+    ),
     reference: Annotated[Path, typer.Option(help="Reference data folder.")] = DEFAULT_REFERENCE,
     rules_dir: Annotated[Path, typer.Option(help="Folder of rule-set files.")] = RULES_DIR,
     reports: Annotated[
@@ -227,7 +244,7 @@ def what_if(
         raise fail("--from and --to are required")
     try:
         candidate = select_ruleset(load_rulesets(rules_dir), last, ruleset)
-        result = simulate(lake, load_reference(reference), candidate, first, last)
+        result = simulate(_location(lake), load_reference(reference), candidate, first, last)
     except (ReferenceDataError, RuleSetError, WhatIfError) as exc:
         raise fail(str(exc)) from None
     path = write_report(result, reports)
@@ -246,7 +263,9 @@ def what_if(
 
 @app.command()
 def report(
-    lake: Annotated[Path, typer.Option(help="Lake folder (read only).")] = DEFAULT_LAKE,
+    lake: Annotated[str, typer.Option(help="Lake folder or object-store URL (read only).")] = str(
+        DEFAULT_LAKE
+    ),
     run_id: Annotated[
         str | None, typer.Option("--run", help="Run id (default: the latest run).")
     ] = None,
@@ -270,7 +289,7 @@ def report(
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
-        outputs = regenerate_report(lake, run_id, reports, checks=checks, band=band)
+        outputs = regenerate_report(_location(lake), run_id, reports, checks=checks, band=band)
     except RunLogError as exc:
         raise fail(str(exc)) from None
     for warning in outputs.warnings:
@@ -290,13 +309,37 @@ def _parse_date(text: str | None, option: str) -> dt.date | None:
         raise fail(f"{option} must be a date YYYY-MM-DD, not {text!r}") from None
 
 
-def _print_summary(table: list[dict[str, Any]], lines: list[str], lake: Path) -> None:
+def _location(text: str) -> Location:
+    """A lake or inbox option as a local Path or an object-store location (one-line error)."""
+    from claimsflow.storage import StorageError, parse_location
+
+    try:
+        return parse_location(text)
+    except StorageError as exc:
+        raise fail(str(exc)) from None
+
+
+def _check_remote(location: Location) -> None:
+    """An object-store location that cannot be listed (credentials, endpoint, bucket)
+    stops the run here with one line, not with a traceback from inside the flow."""
+    from claimsflow.storage import RemoteLocation, StorageError, check_reachable
+
+    if isinstance(location, RemoteLocation):
+        try:
+            check_reachable(location)
+        except StorageError as exc:
+            raise fail(str(exc)) from None
+
+
+def _print_summary(table: list[dict[str, Any]], lines: list[str], lake: Location) -> None:
     if table:
         columns = list(table[0])
         _print_rows(columns, [tuple(row[c] for c in columns) for row in table], "table")
     for line in lines:
         typer.echo(line)
-    typer.echo(f"catalog: {lake / 'catalog.duckdb'}")
+    from claimsflow.catalog import catalog_path
+
+    typer.echo(f"catalog: {catalog_path(lake)}")
 
 
 def _cell(value: Any) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from claimsflow.catalog import CatalogError, connect_read_only
 from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
+from claimsflow.storage import Location
 
 INPUT_COLUMNS = tuple(c for c in CASE_PAYLOAD_COLUMNS if c != "case_id")
 
@@ -20,7 +20,7 @@ def money(cents: int | None) -> str:
     return f"{sign}{whole:,}.{frac:02d}"
 
 
-def explain_case(lake: Path, case_id: str) -> str:
+def explain_case(lake: Location, case_id: str) -> str:
     con = connect_read_only(lake)
     try:
         decision = _one(

@@ -7,13 +7,13 @@ in memory, so every batch of a run sees every decision before it (spec §6).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from claimsflow.eventlog import TABLE_SCHEMAS, scan_table
 from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
 from claimsflow.rules.engine import APPROVED, PENDED
+from claimsflow.storage import Location
 
 CASE_KEY_COLUMNS = list(CASE_PAYLOAD_COLUMNS)
 
@@ -34,7 +34,7 @@ class History:
         return cls.from_decided_cases(_empty_decided())
 
     @classmethod
-    def from_lake(cls, lake: Path) -> History:
+    def from_lake(cls, lake: Location) -> History:
         decisions = scan_table(lake, "decisions").select(
             "batch_id", "case_id", "status", "deductible_cents", "decided_at"
         )

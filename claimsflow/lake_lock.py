@@ -7,6 +7,13 @@ refreshed. A second run waits for it (or gives up after `timeout` seconds), then
 sees the first run's batches as already recorded and skips them.
 The lock is an OS file lock (flock): released by the kernel when a holder dies,
 so a killed run never leaves the lake locked.
+
+An object store has no file lock. A remote lake's lock file is local instead
+(`storage.local_state`, one per lake URL): it serialises the runs of one machine
+(the Prefect worker's), and the deployments' concurrency limit of 1 keeps a second
+nightly run from starting elsewhere. Writers on two machines are not excluded by it;
+the batch record's create-if-absent then still lets only one of them record a batch
+(docs/object-storage.md).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+
+from claimsflow.storage import Location, RemoteLocation, local_state
 
 LOCK_FILE = ".writer.lock"
 
@@ -27,13 +35,14 @@ class LakeBusy(Exception):
 
 @contextmanager
 def writer_lock(
-    lake: Path,
+    lake: Location,
     timeout: float = 3600.0,
     on_wait: Callable[[str], None] | None = None,
     poll: float = 0.2,
 ) -> Iterator[None]:
-    lake.mkdir(parents=True, exist_ok=True)
-    path = lake / LOCK_FILE
+    folder = local_state(lake) if isinstance(lake, RemoteLocation) else lake
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout

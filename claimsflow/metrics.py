@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_t
 from prometheus_client.parser import text_string_to_metric_families
 
 from claimsflow import eventlog
+from claimsflow.storage import Location, RemoteLocation, describe
 
 METRICS_FILE_ENV = "CLAIMS_METRICS_FILE"
 PUSHGATEWAY_ENV = "PUSHGATEWAY_URL"
@@ -49,8 +50,10 @@ class EventLogSize:
     batches: int
 
 
-def event_log_size(lake: Path) -> EventLogSize:
+def event_log_size(lake: Location) -> EventLogSize:
     """Bytes and files under lake/events/, and recorded batch folders (not `_empty`)."""
+    if isinstance(lake, RemoteLocation):
+        return EventLogSize(*eventlog.remote_log_size(lake))
     total = files = 0
     for folder, _dirs, names in os.walk(lake / "events"):
         for name in names:
@@ -192,19 +195,19 @@ def write_metrics(metrics: RunMetrics, path: Path) -> CollectorRegistry:
     return registry
 
 
-def push_metrics(registry: CollectorRegistry, url: str, lake: Path) -> None:
+def push_metrics(registry: CollectorRegistry, url: str, lake: Location) -> None:
     """Replace this lake's group on the Pushgateway with the registry's metrics."""
     push_to_gateway(
         url,
         job=JOB,
         registry=registry,
-        grouping_key={"lake": str(lake.resolve())},
+        grouping_key={"lake": describe(lake)},
         timeout=PUSH_TIMEOUT_SECONDS,
     )
 
 
 def publish_metrics(
-    metrics: RunMetrics, path: Path, lake: Path, pushgateway_url: str | None = None
+    metrics: RunMetrics, path: Path, lake: Location, pushgateway_url: str | None = None
 ) -> list[str]:
     """Write the file, push when a gateway is configured; returns warnings (push failures)."""
     registry = write_metrics(metrics, path)

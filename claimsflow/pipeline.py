@@ -25,6 +25,7 @@ from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS, adjudication_context
 from claimsflow.rules.engine import adjudicate
 from claimsflow.rules.ruleset import RuleSet
 from claimsflow.sql_source import SqlIncrement
+from claimsflow.storage import Location
 from claimsflow.validation import ValidatedBatch, validate_batch
 
 PROCESSED, SKIPPED, REJECTED = "PROCESSED", "SKIPPED", "REJECTED"
@@ -58,7 +59,7 @@ class BatchOutcome:
 
 @dataclass(frozen=True)
 class RunContext:
-    lake: Path
+    lake: Location  # a folder, or an object-store URL (claimsflow/storage.py)
     reference: Reference
     ruleset: RuleSet
     run_id: str
@@ -81,16 +82,34 @@ def decide_validated(
     history: History,
 ) -> BatchDecision:
     """Adjudicate and price a validated batch (its text frame may be gone already)."""
-    context = adjudication_context(validated.cases, reference)
-    adjudication = adjudicate(context, ruleset, history.prior_claims)
-    priced = price(adjudication.decisions, history.deductible_used)
+    decisions, rule_hits = decide_cases(
+        validated.cases, reference, ruleset, history.prior_claims, history.deductible_used
+    )
     return BatchDecision(
         rows_in=rows_in,
         cases=validated.cases,
-        decisions=priced,
-        rule_hits=adjudication.rule_hits,
+        decisions=decisions,
+        rule_hits=rule_hits,
         rejections=validated.rejections,
     )
+
+
+def decide_cases(
+    cases: pl.DataFrame,
+    reference: Reference,
+    ruleset: RuleSet,
+    prior_claims: pl.DataFrame,
+    deductible_used: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Priced decisions and rule hits of valid cases, given what earlier batches decided.
+
+    All the state it reads is per member (coverage, duplicate keys, deductible
+    accumulators), so it gives the same answer on the whole batch as on any split
+    of it by member with each part's own members' history (claimsflow/partitioning.py).
+    """
+    context = adjudication_context(cases, reference)
+    adjudication = adjudicate(context, ruleset, prior_claims)
+    return price(adjudication.decisions, deductible_used), adjudication.rule_hits
 
 
 def with_pipeline_version(record: pl.DataFrame) -> pl.DataFrame:
@@ -199,17 +218,48 @@ def skipped_batch_record(
     )
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch read, identified and validated, waiting to be decided and recorded."""
+
+    batch_id: str
+    source: str
+    source_kind: str
+    rows_in: int
+    validated: ValidatedBatch
+    started: float
+    seq_range: tuple[int, int] | None = None
+
+
+Decide = Callable[[PreparedBatch], BatchDecision]
+
+
 def process_batch_file(
-    path: Path, run: RunContext, history: History
+    path: Location, run: RunContext, history: History, decide: Decide | None = None
 ) -> tuple[BatchOutcome, History]:
-    """Read, decide and record one inbox file; returns its outcome and the new history."""
+    """Read, decide and record one inbox file; returns its outcome and the new history.
+
+    `decide` adjudicates the validated batch; by default in this process, in one
+    piece (the partitioned executors pass their own, see flows/partitioned.py).
+    """
+    prepared = prepare_batch_file(path, run, history)
+    if isinstance(prepared, BatchOutcome):
+        return prepared, history
+    return record_prepared(prepared, _decide(prepared, run, history, decide), run, history)
+
+
+def prepare_batch_file(
+    path: Location, run: RunContext, history: History
+) -> BatchOutcome | PreparedBatch:
+    """Identify, read and validate one inbox file; an outcome if that already ends it
+    (seen before: SKIPPED; unreadable: quarantined and REJECTED)."""
     started = time.perf_counter()
     data = path.read_bytes()
     batch_id = batch_id_of_bytes(data)
     source = path.name
     if eventlog.batch_recorded(run.lake, batch_id):
-        return _skip(run, batch_id, source, "file", started), history
-    fmt = batch_format(path)
+        return _skip(run, batch_id, source, "file", started)
+    fmt = batch_format(Path(path.name))  # by name: a local file or an object
     if fmt is None:  # pragma: no cover - discovery only hands over batch files
         raise ValueError(f"{path} is not a batch file")
     try:
@@ -224,19 +274,17 @@ def process_batch_file(
         try:
             eventlog.record_batch(run.lake, batch_id, {"batch": record})
         except eventlog.BatchAlreadyRecorded:
-            return _skip(run, batch_id, source, "file", started), history
+            return _skip(run, batch_id, source, "file", started)
         return BatchOutcome(
             batch_id, source, REJECTED, reason=reason, seconds=time.perf_counter() - started
-        ), history
+        )
     # Neither the file's bytes nor its text frame is needed past validation: let them
     # go before the batch is decided (together, about a third of its peak memory).
     del data
     validated = validate_batch(raw, history.decided_case_ids)
     rows_in = raw.height
     del raw
-    decision = decide_validated(validated, rows_in, run.reference, run.ruleset, history)
-    del validated
-    return _record_decision(decision, batch_id, source, "file", run, history, started, None)
+    return PreparedBatch(batch_id, source, "file", rows_in, validated, started)
 
 
 def sql_batch_id(source: str, seq_range: tuple[int, int]) -> str:
@@ -245,14 +293,24 @@ def sql_batch_id(source: str, seq_range: tuple[int, int]) -> str:
 
 
 def process_sql_batch(
-    increment: SqlIncrement, run: RunContext, history: History
+    increment: SqlIncrement, run: RunContext, history: History, decide: Decide | None = None
 ) -> tuple[BatchOutcome, History]:
     """Decide and record one incremental pull from a SQL table."""
+    prepared = prepare_sql_batch(increment, run, history)
+    if isinstance(prepared, BatchOutcome):
+        return prepared, history
+    return record_prepared(prepared, _decide(prepared, run, history, decide), run, history)
+
+
+def prepare_sql_batch(
+    increment: SqlIncrement, run: RunContext, history: History
+) -> BatchOutcome | PreparedBatch:
+    """Identify and validate one SQL pull; an outcome if that already ends it."""
     started = time.perf_counter()
     source, seq_range = increment.source, increment.seq_range
     batch_id = sql_batch_id(source, seq_range)
     if eventlog.batch_recorded(run.lake, batch_id):
-        return _skip(run, batch_id, source, "sql", started), history
+        return _skip(run, batch_id, source, "sql", started)
     if increment.problem is not None:
         record = rejected_batch_record(
             batch_id, source, increment.problem, run.run_id, run.clock()
@@ -262,10 +320,37 @@ def process_sql_batch(
             pl.lit(seq_range[1]).alias("seq_to"),
         )
         eventlog.record_batch(run.lake, batch_id, {"batch": record})
-        outcome = BatchOutcome(batch_id, source, REJECTED, reason=increment.problem)
-        return outcome, history
-    decision = decide_batch(increment.raw, run.reference, run.ruleset, history)
-    return _record_decision(decision, batch_id, source, "sql", run, history, started, seq_range)
+        return BatchOutcome(batch_id, source, REJECTED, reason=increment.problem)
+    validated = validate_batch(increment.raw, history.decided_case_ids)
+    return PreparedBatch(
+        batch_id, source, "sql", increment.raw.height, validated, started, seq_range
+    )
+
+
+def _decide(
+    prepared: PreparedBatch, run: RunContext, history: History, decide: Decide | None
+) -> BatchDecision:
+    if decide is not None:
+        return decide(prepared)
+    return decide_validated(
+        prepared.validated, prepared.rows_in, run.reference, run.ruleset, history
+    )
+
+
+def record_prepared(
+    prepared: PreparedBatch, decision: BatchDecision, run: RunContext, history: History
+) -> tuple[BatchOutcome, History]:
+    """Append a decided batch to the event log (all of it at once) and advance the history."""
+    return _record_decision(
+        decision,
+        prepared.batch_id,
+        prepared.source,
+        prepared.source_kind,
+        run,
+        history,
+        prepared.started,
+        prepared.seq_range,
+    )
 
 
 def _record_decision(

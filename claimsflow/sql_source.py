@@ -7,13 +7,13 @@ one batch; its identity is derived from the source and the seq range.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 import sqlalchemy as sa
 
 from claimsflow import eventlog
 from claimsflow.reading import text_columns, with_row_identity
+from claimsflow.storage import Location
 from schemas.case_batch import REQUIRED_COLUMNS
 
 SEQ = "ingest_seq"
@@ -66,7 +66,7 @@ def source_label(url: str, table: str) -> str:
     return f"sql:{table}@{safe}"
 
 
-def high_water_mark(lake: Path, source: str) -> int:
+def high_water_mark(lake: Location, source: str) -> int:
     """The highest ingest_seq already recorded for this source (0 when none)."""
     marks = (
         eventlog.scan_table(lake, "batch")
@@ -79,7 +79,7 @@ def high_water_mark(lake: Path, source: str) -> int:
 
 
 def pull_increment(
-    url: str, table: str, lake: Path, up_to: int | None = None
+    url: str, table: str, lake: Location, up_to: int | None = None
 ) -> SqlIncrement | None:
     """The rows above the high-water mark, as a text batch, or None when there are none.
 

@@ -38,6 +38,7 @@ from claimsflow.reading import RAW, ROW_NUMBER
 from claimsflow.reference import Reference
 from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
 from claimsflow.rules.ruleset import RuleSet
+from claimsflow.storage import Location
 
 #: A case the candidate run would reject instead of deciding (e.g. a resubmission).
 REJECTED = "REJECTED"
@@ -153,12 +154,12 @@ class WhatIfResult:
         ]
 
 
-def recorded_cases(lake: Path) -> pl.DataFrame:
+def recorded_cases(lake: Location) -> pl.DataFrame:
     """Every decided case with its batch, payload and latest recorded decision.
 
     Read-only: refuses a folder that holds no event log rather than creating one.
     """
-    if not eventlog.batches_dir(lake).is_dir():
+    if not eventlog.has_event_log(lake):
         raise WhatIfError(f"{lake}: no event log here (run `adjudicate run` first)")
     decisions = eventlog.scan_table(lake, "decisions").select(
         "batch_id", "case_id", "decided_at", *RECORDED_DECISION
@@ -350,7 +351,7 @@ def compare(plan: ReplayPlan, replays: Iterable[BatchReplay], candidate: RuleSet
 
 
 def simulate(
-    lake: Path, reference: Reference, candidate: RuleSet, date_from: dt.date, date_to: dt.date
+    lake: Location, reference: Reference, candidate: RuleSet, date_from: dt.date, date_to: dt.date
 ) -> WhatIfResult:
     """The whole what-if without orchestration: plan, replay batch by batch, compare."""
     plan = plan_replay(recorded_cases(lake), date_from, date_to)

@@ -20,6 +20,7 @@ from claimsflow.reading import batch_format
 from claimsflow.run_summary import RunSummary
 from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REFERENCE
 from claimsflow.sql_source import split_password
+from claimsflow.storage import parse_location
 from flows.common import RULES_FOLDER, finish_batch_run
 from flows.nightly import LOCK_WAIT_SECONDS, flow_run_id
 from tasks.adjudication import (
@@ -65,7 +66,8 @@ def adjudicate_batch(
         source_secret: Name of a Prefect Secret block holding the source's password;
             empty = the CLAIMS_SOURCE_PASSWORD environment variable.
         reference: Folder with members.csv, providers.csv and fee_schedule.csv.
-        lake: Lake folder: event log and catalog.duckdb.
+        lake: Lake folder: event log and catalog.duckdb; or an object-store URL such as
+            s3://bucket/lake (docs/object-storage.md).
         ruleset: Rule-set version to use; empty = the one in effect on the run date.
         run_date: Date that selects the rule set; empty = today (UTC).
         rules_dir: Folder of rule-set files (relative paths are from the project folder).
@@ -74,7 +76,7 @@ def adjudicate_batch(
     """
     started = time.perf_counter()
     chosen_batch = _chosen_batch(batch_file, source_url, source_table)
-    lake_path = Path(lake)
+    lake_path = parse_location(lake)  # a folder, or an object-store URL
     reference_data = load_reference_data(Path(reference))
     chosen = load_rule_set(
         Path(rules_dir), ruleset or None, run_date or dt.datetime.now(dt.UTC).date()

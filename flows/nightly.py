@@ -15,6 +15,7 @@ from pydantic import Field
 from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.run_summary import RunSummary
 from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE, DEFAULT_REPORTS
+from claimsflow.storage import parse_location
 from flows.common import RULES_FOLDER, ReportLink, finish_batch_run
 from tasks.adjudication import (
     adjudicate_file,
@@ -27,7 +28,18 @@ from tasks.adjudication import (
     refresh_catalog,
     take_writer_lock,
 )
+from tasks.partitions import (
+    Execution,
+    Executor,
+    adjudicate_in_partitions,
+    partition_runner,
+    prepare_file,
+    prepare_sql_increment,
+)
 from tasks.reporting import publish_run_outputs, record_run_failure
+
+#: Upper bound of the partitions parameter (a part per member is never useful).
+MAX_PARTITIONS = 1024
 
 #: Seconds one attempt waits for another run's writer lock (then retried with back-off).
 LOCK_WAIT_SECONDS = 900
@@ -52,13 +64,20 @@ def nightly_adjudication(
     lock_wait_seconds: Annotated[int, Field(ge=1)] = LOCK_WAIT_SECONDS,
     reports: str = str(DEFAULT_REPORTS),
     quality_checks: bool = True,
+    executor: Executor = "local",
+    partitions: Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] = 1,
+    dask_address: str | None = None,
+    dask_workers: Annotated[int, Field(ge=1, le=256)] = 2,
+    dask_threads_per_worker: Annotated[int, Field(ge=1, le=64)] = 1,
 ) -> RunSummary:
     """Adjudicate every new batch of the inbox (then the SQL source), in name order.
 
     Args:
-        inbox: Folder of case batch files (relative paths are from the project folder).
+        inbox: Folder of case batch files (relative paths are from the project folder),
+            or an object-store URL such as s3://bucket/inbox (docs/object-storage.md).
         reference: Folder with members.csv, providers.csv and fee_schedule.csv.
-        lake: Lake folder: event log and catalog.duckdb.
+        lake: Lake folder: event log and catalog.duckdb; or an object-store URL such as
+            s3://bucket/lake (docs/object-storage.md).
         ruleset: Rule-set version to use; empty = the one in effect on the run date.
         run_date: Date that selects the rule set; empty = today (UTC).
         rules_dir: Folder of rule-set files (relative paths are from the project folder).
@@ -70,24 +89,50 @@ def nightly_adjudication(
             before retrying with back-off.
         reports: Folder for the run report, Data Docs and metrics.
         quality_checks: Run the Great Expectations gate on the run's outputs.
+        executor: Where the parts of a batch are decided: "local" (this process) or
+            "dask" (a Dask cluster; see docs/scaling.md).
+        partitions: Parts each batch's valid cases are split into, by member; 1 = the
+            whole batch in one piece.
+        dask_address: Scheduler of an existing Dask cluster (tcp://host:8786); empty =
+            a local cluster started for the run.
+        dask_workers: Worker processes of the local Dask cluster.
+        dask_threads_per_worker: Threads per worker of the local Dask cluster.
     """
     started = time.perf_counter()
-    lake_path = Path(lake)
+    lake_path = parse_location(lake)  # a folder, or an object-store URL
     reference_data = load_reference_data(Path(reference))
     chosen = load_rule_set(Path(rules_dir), ruleset, run_date or dt.datetime.now(dt.UTC).date())
+    execution = Execution(
+        executor, partitions, dask_address or None, dask_workers, dask_threads_per_worker
+    )
     outcomes: list[BatchOutcome] = []
     # One writer per lake: every batch must see every decision before it (spec §6).
-    with take_writer_lock(lake_path, lock_wait_seconds):
+    with (
+        take_writer_lock(lake_path, lock_wait_seconds),
+        partition_runner(execution, chosen) as runner,
+    ):
         history = open_lake(lake_path)
         run = RunContext(lake_path, reference_data, chosen, flow_run_id())
-        batches, ignored = discover_batches(Path(inbox))
+        batches, ignored = discover_batches(parse_location(inbox))
         for path in batches:
-            outcome, history = adjudicate_file(path, run, history)
+            if runner is None:
+                outcome, history = adjudicate_file(path, run, history)
+            else:
+                prepared = prepare_file(path, run, history)
+                outcome, history = adjudicate_in_partitions(
+                    prepared, run, history, execution, runner
+                )
             outcomes.append(outcome)
         if source_url and source_table:
             increment = pull_sql_increment(source_url, source_table, lake_path, source_secret)
             if increment is not None:
-                outcome, history = adjudicate_sql_increment(increment, run, history)
+                if runner is None:
+                    outcome, history = adjudicate_sql_increment(increment, run, history)
+                else:
+                    pulled = prepare_sql_increment(increment, run, history)
+                    outcome, history = adjudicate_in_partitions(
+                        pulled, run, history, execution, runner
+                    )
                 outcomes.append(outcome)
         refresh_catalog(lake_path)
     summary = RunSummary(

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from claimsflow.explain import money
 from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REFERENCE
+from claimsflow.storage import parse_location
 from claimsflow.whatif import BatchReplay, WhatIfResult
 from flows.common import (
     RULES_FOLDER,
@@ -52,7 +53,7 @@ def what_if(
         date_from: First received_date of the range (inclusive).
         date_to: Last received_date of the range (inclusive).
         ruleset: Version of the candidate rule set (drafts included), e.g. 2.
-        lake: Lake folder whose event log is replayed (read only).
+        lake: Lake folder (or object-store URL) whose event log is replayed (read only).
         reference: Folder with members.csv, providers.csv and fee_schedule.csv
             (today's reference data are used for the replay).
         rules_dir: Folder of rule-set files (relative paths are from the project folder).
@@ -63,7 +64,7 @@ def what_if(
     logger = get_run_logger()
     reference_data = load_reference_data(Path(reference))
     candidate = load_rule_set(Path(rules_dir), ruleset, date_to)
-    plan = plan_what_if(Path(lake), date_from, date_to)
+    plan = plan_what_if(parse_location(lake), date_from, date_to)
     history = plan.start_history
     replays: list[BatchReplay] = []
     for batch in plan.batches:  # one task per recorded batch, in processing order

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.reference import Reference, load_reference
 from claimsflow.rules.ruleset import RuleSet, load_rulesets, select_ruleset
 from claimsflow.sql_source import PASSWORD_ENV, SqlIncrement, pull_increment, with_password
+from claimsflow.storage import Location, RemoteLocation, discover_remote_inbox
 from tasks.retry import LOCK_BACKOFF, SOURCE_BACKOFF, retry_on_transient
 
 
@@ -59,7 +61,7 @@ def load_rule_set(rules_dir: Path, version: str | None, run_date: dt.date) -> Ru
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_on_transient,
 )
-def take_writer_lock(lake: Path, wait_seconds: float) -> ExitStack:
+def take_writer_lock(lake: Location, wait_seconds: float) -> ExitStack:
     """Hold the lake's writer lock until the returned stack is closed.
 
     Waits up to `wait_seconds` for another run to finish; then `LakeBusy`, which
@@ -76,7 +78,7 @@ def _warn(message: str) -> None:
 
 
 @task(name="open-lake", cache_policy=NONE)
-def open_lake(lake: Path) -> History:
+def open_lake(lake: Location) -> History:
     """Prepare the lake for writing (under the lock) and rebuild the history from it."""
     logger = get_run_logger()
     started = time.perf_counter()
@@ -95,8 +97,13 @@ def open_lake(lake: Path) -> History:
 
 
 @task(name="discover-batches", cache_policy=NONE)
-def discover_batches(inbox: Path) -> tuple[list[Path], list[Path]]:
-    batches, ignored = pipeline.discover_inbox(inbox)
+def discover_batches(inbox: Location) -> tuple[Sequence[Location], Sequence[Location]]:
+    batches: Sequence[Location]
+    ignored: Sequence[Location]
+    if isinstance(inbox, RemoteLocation):
+        batches, ignored = discover_remote_inbox(inbox)
+    else:
+        batches, ignored = pipeline.discover_inbox(inbox)
     logger = get_run_logger()
     logger.info("%d batch file(s) in %s", len(batches), inbox)
     for entry in ignored:
@@ -105,9 +112,11 @@ def discover_batches(inbox: Path) -> tuple[list[Path], list[Path]]:
 
 
 @task(name="adjudicate-file", cache_policy=NONE, task_run_name="adjudicate-{path.name}")
-def adjudicate_file(path: Path, run: RunContext, history: History) -> tuple[BatchOutcome, History]:
+def adjudicate_file(
+    path: Location, run: RunContext, history: History
+) -> tuple[BatchOutcome, History]:
     outcome, history = pipeline.process_batch_file(path, run, history)
-    _log_outcome(outcome)
+    log_outcome(outcome)
     return outcome, history
 
 
@@ -122,7 +131,7 @@ def adjudicate_file(path: Path, run: RunContext, history: History) -> tuple[Batc
 def pull_sql_increment(
     url: str,
     table: str,
-    lake: Path,
+    lake: Location,
     secret_block: str | None = None,
     up_to: int | None = None,
 ) -> SqlIncrement | None:
@@ -147,19 +156,19 @@ def adjudicate_sql_increment(
     increment: SqlIncrement, run: RunContext, history: History
 ) -> tuple[BatchOutcome, History]:
     outcome, history = pipeline.process_sql_batch(increment, run, history)
-    _log_outcome(outcome)
+    log_outcome(outcome)
     return outcome, history
 
 
 @task(name="refresh-catalog", cache_policy=NONE)
-def refresh_catalog(lake: Path) -> Path:
+def refresh_catalog(lake: Location) -> Path:
     started = time.perf_counter()
     path = catalog.refresh_catalog(lake)
     get_run_logger().info("catalog %s refreshed in %.2fs", path, time.perf_counter() - started)
     return path
 
 
-def _log_outcome(outcome: BatchOutcome) -> None:
+def log_outcome(outcome: BatchOutcome) -> None:
     get_run_logger().info(
         "batch %s (%s): %s, %d in, %d decided, %d rejected, %.2fs%s",
         outcome.source,

@@ -27,11 +27,12 @@ from claimsflow.reporting import outputs
 from claimsflow.reporting.outputs import RunOutputs
 from claimsflow.run_summary import RunSummary
 from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REPORTS
+from claimsflow.storage import Location, StorageError, parse_location
 
 
 @task(name="publish-run-outputs", cache_policy=NONE)
 def publish_run_outputs(
-    lake: Path,
+    lake: Location,
     run_id: str,
     summary: RunSummary,
     reports_dir: Path = DEFAULT_REPORTS,
@@ -71,7 +72,10 @@ def record_run_failure(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
     `reports`), with the flow's defaults when absent.
     """
     parameters = flow_run.parameters or {}
-    lake = Path(str(parameters.get("lake") or DEFAULT_LAKE))
+    try:
+        lake: Location = parse_location(str(parameters.get("lake") or DEFAULT_LAKE))
+    except StorageError:  # the run failed on that very text: there is no event log to size
+        lake = Path(str(parameters.get("lake")))
     reports_dir = Path(str(parameters.get("reports") or DEFAULT_REPORTS))
     seconds = None
     if flow_run.start_time is not None:

@@ -18,11 +18,12 @@ from claimsflow import whatif
 from claimsflow.history import History
 from claimsflow.reference import Reference
 from claimsflow.rules.ruleset import RuleSet
+from claimsflow.storage import Location
 from claimsflow.whatif import BatchReplay, ReplayPlan, WhatIfResult
 
 
 @task(name="plan-what-if", cache_policy=NONE)
-def plan_what_if(lake: Path, date_from: dt.date, date_to: dt.date) -> ReplayPlan:
+def plan_what_if(lake: Location, date_from: dt.date, date_to: dt.date) -> ReplayPlan:
     started = time.perf_counter()
     plan = whatif.plan_replay(whatif.recorded_cases(lake), date_from, date_to)
     get_run_logger().info(

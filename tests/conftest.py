@@ -1,10 +1,11 @@
-"""Shared fixtures: a hand-written reference folder, an inbox, a lake, a run context."""
+"""Shared fixtures: a hand-written reference folder, an inbox, a lake, a run context,
+and one Prefect server for the tests that run flows against an API."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from claimsflow.pipeline import BatchOutcome, RunContext
 from claimsflow.reference import Reference, load_reference
 from claimsflow.rules.ruleset import RuleSet, load_ruleset
 from claimsflow.settings import RULES_DIR
+from flows.serving import Stack
 from tests.batch_helpers import (
     CsvWriter,
     InboxRunner,
@@ -22,6 +24,7 @@ from tests.batch_helpers import (
     write_csv,
     write_reference,
 )
+from tests.prefect_support import running_server
 
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
 
@@ -101,3 +104,17 @@ def run_fixture_inbox(inbox: Path, make_run: RunFactory) -> InboxRunner:
         return run_inbox(inbox, make_run(f"inbox-run-{next(runs)}"))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One Prefect server (SQLite in a temporary home) for the whole session.
+
+    A command-line run without PREFECT_API_URL starts a temporary server of its own,
+    which costs tens of seconds each time; the tests that run the real command point
+    it at this one instead (PREFECT_API_URL), and the served-deployment tests add
+    their work pool, deployments and worker to it. Tests that share it tell their
+    runs apart by parameters (each has its own lake), never by counting all runs.
+    """
+    with running_server(tmp_path_factory.mktemp("prefect-server")) as stack:
+        yield stack

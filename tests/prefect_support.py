@@ -8,13 +8,46 @@ settings of its own and cannot pick up a developer's profile by accident.
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from flows.serving import Stack, start_server, stop, wait_until_healthy
+
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+#: Server services the tests do not exercise, off so that fewer writers contend for
+#: the SQLite database (the scheduler alone would insert the nightly's future runs).
+#: The event persister and task-run recorder stay on (task runs and the UI need
+#: them), flushing every second rather than every five, so that what a run sent
+#: is in the database soon after it ends.
+QUIET_SERVICES = {
+    **{
+        f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+        for name in (
+            "SCHEDULER",
+            "LATE_RUNS",
+            "FOREMAN",
+            "CANCELLATION_CLEANUP",
+            "PAUSE_EXPIRATIONS",
+            "REPOSSESSOR",
+            "DB_VACUUM",
+            "CLEANUP_RECONCILER",
+            "TRIGGERS",
+        )
+    },
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
+#: A server runs none of the project's code: it is not measured by coverage (under
+#: `pytest --cov` every Python subprocess otherwise is, which slows a server down).
+UNMEASURED = {"COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}
 
 HEADER = (
     "case_id,member_id,provider_id,service_date,received_date,procedure_code,"
@@ -34,6 +67,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def start_test_server(stack: Stack) -> subprocess.Popen[bytes]:
+    """`prefect server start` for `stack`, outside coverage; returns the process."""
+    return start_server(replace(stack, extra_env={**stack.extra_env, **UNMEASURED}))
+
+
+@contextmanager
+def running_server(home: Path, database_url: str | None = None) -> Iterator[Stack]:
+    """A quiet Prefect server on a free loopback port (SQLite in `home` unless
+    `database_url` names another database), healthy on entry, stopped on exit."""
+    extra = dict(QUIET_SERVICES)
+    if database_url is not None:
+        extra["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    stack = Stack(home=home, port=free_port(), worker_poll_seconds=1, extra_env=extra)
+    server = start_test_server(stack)
+    try:
+        wait_until_healthy(stack, server)
+        yield stack
+    finally:
+        stop(server)
 
 
 def write_reference(folder: Path) -> Path:
@@ -127,6 +181,21 @@ class Api:
         found = self._json(self.client.post("/artifacts/filter", json=body))
         return {a["key"]: a for a in found}
 
+    def logs(self, run_id: str) -> list[dict[str, Any]]:
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}}
+        found: list[dict[str, Any]] = self._json(self.client.post("/logs/filter", json=body))
+        return found
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """Every event whose resource or related resource is the flow run."""
+        body = {"filter": {"any_resource": {"id": [f"prefect.flow-run.{run_id}"]}}, "limit": 50}
+        page: dict[str, Any] = self._json(self.client.post("/events/filter", json=body))
+        found: list[dict[str, Any]] = list(page["events"])
+        while page.get("next_page"):
+            page = self._json(self.client.get(page["next_page"]))
+            found.extend(page["events"])
+        return found
+
     def wait(self, run_id: str, timeout: float = 150.0) -> dict[str, Any]:
         """Poll a flow run until it reaches a final state; returns the run."""
         deadline = time.monotonic() + timeout
@@ -137,3 +206,17 @@ class Api:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"flow run {run_id} still {run['state_type']} after {timeout}s")
             time.sleep(0.5)
+
+
+def settled(probe: Callable[[], object], quiet: float = 3.0, timeout: float = 90.0) -> None:
+    """Wait until `probe()` has answered the same for `quiet` seconds: the server's
+    services record a run's events and task runs a moment after the client sent them."""
+    deadline = time.monotonic() + timeout
+    last, since = probe(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server was still recording after {timeout}s: {last!r}")
+        time.sleep(0.5)
+        now = probe()
+        if now != last:
+            last, since = now, time.monotonic()

@@ -1,8 +1,9 @@
 """The `adjudicate` command line, end to end in a temporary folder (subprocesses).
 
-Two `adjudicate run` invocations start an ephemeral Prefect server each, so every
-command is launched once, by a module-scoped fixture (a few at a time), and the
-tests only look at the results.
+Every command is launched once, by a module-scoped fixture (a few at a time), and
+the tests only look at the results. The two `adjudicate run` invocations that reach
+Prefect talk to the session's Prefect server (PREFECT_API_URL), each with a Prefect
+home of its own, rather than starting a temporary server each.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows.serving import Stack
 from tests.batch_helpers import (
     MEMBERS_CSV,
     case_row,
@@ -60,9 +62,16 @@ def _executable() -> str:
     return ADJUDICATE if Path(ADJUDICATE).exists() else "adjudicate"
 
 
-def _run(root: Path, args: Sequence[str], prefect_home: Path | None = None) -> Result:
+def _run(
+    root: Path,
+    args: Sequence[str],
+    prefect_home: Path | None = None,
+    api_url: str | None = None,
+) -> Result:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(prefect_home or root / ".prefect-unused")
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
     env["COLUMNS"] = "200"
     completed = subprocess.run(
         [_executable(), *args],
@@ -100,12 +109,13 @@ def _prepare(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: Stack) -> World:
     root = tmp_path_factory.mktemp("cli")
     _prepare(root)
     run_common = ["--reference", "ref", "--ruleset", "1"]
     first: dict[str, tuple[list[str], Path | None]] = {
-        # The two Prefect runs first; each has its own Prefect home (no shared SQLite).
+        # The two Prefect runs first: each has its own Prefect home, on the session's
+        # server (the other commands stop before Prefect is reached).
         "run_mixed": (["run", "--inbox", "inbox", "--lake", "lake", *run_common], root / "ph1"),
         "run_clean": (
             # The gate is exercised by run_mixed; skipping it here saves ~15 s of GX import.
@@ -140,7 +150,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     results: dict[str, Result] = {}
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {
-            name: pool.submit(_run, root, args, home) for name, (args, home) in first.items()
+            name: pool.submit(_run, root, args, home, prefect_server.api_url if home else None)
+            for name, (args, home) in first.items()
         }
         results.update({name: future.result() for name, future in futures.items()})
     second: dict[str, list[str]] = {

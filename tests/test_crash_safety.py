@@ -27,6 +27,7 @@ import pytest
 from claimsflow import catalog, eventlog
 from claimsflow.lake_lock import writer_lock
 from claimsflow.pipeline import batch_id_of_bytes
+from flows.serving import Stack
 from tests.batch_helpers import case_row, csv_bytes, write_reference
 from tests.lake_runner import (
     crash_run,
@@ -321,13 +322,14 @@ def assert_same_as_uninterrupted(world: World, lake: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.prefect
-def test_adjudicate_run_sigkilled_mid_run_then_rerun(world: World, tmp_path: Path) -> None:
+def test_adjudicate_run_sigkilled_mid_run_then_rerun(
+    world: World, tmp_path: Path, prefect_server: Stack
+) -> None:
     lake = tmp_path / "lake"
     # The 4th publication of a fresh lake is c's (after _empty, a and b's record):
     # killed with c's folder complete in _staging/, not yet renamed into place.
-    killed = run_cli(
-        world, lake, tmp_path, {"CLAIMS_CRASH_AT": "before-publish", "CLAIMS_CRASH_AFTER": "4"}
-    )
+    crash = {"CLAIMS_CRASH_AT": "before-publish", "CLAIMS_CRASH_AFTER": "4"}
+    killed = run_cli(world, lake, tmp_path, prefect_server, crash)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     a, b, _c, _d = world.recorded_order
     batches = sorted(p.name for p in eventlog.batches_dir(lake).iterdir())
@@ -337,7 +339,7 @@ def test_adjudicate_run_sigkilled_mid_run_then_rerun(world: World, tmp_path: Pat
     assert not catalog.catalog_path(lake).exists()
     assert_only_whole_batches_visible(world, lake)
 
-    rerun = run_cli(world, lake, tmp_path, {})
+    rerun = run_cli(world, lake, tmp_path, prefect_server, {})
 
     assert rerun.returncode == 1, rerun.stderr[-2000:]  # c has a rejected row
     assert "batches: 2 processed, 3 skipped, 0 rejected" in rerun.stdout
@@ -345,11 +347,17 @@ def test_adjudicate_run_sigkilled_mid_run_then_rerun(world: World, tmp_path: Pat
 
 
 def run_cli(
-    world: World, lake: Path, tmp_path: Path, crash: dict[str, str]
+    world: World, lake: Path, tmp_path: Path, server: Stack, crash: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """`adjudicate run` on the world's inbox, with its own Prefect home."""
+    """`adjudicate run` on the world's inbox, with its own Prefect home, on the
+    session's Prefect server (a killed run's flow run stays Running there)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))}
-    env.update(crash, PREFECT_HOME=str(tmp_path / "prefect-home"), COLUMNS="200")
+    env.update(
+        crash,
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_API_URL=server.api_url,
+        COLUMNS="200",
+    )
     command = [
         str(Path(sys.executable).with_name("adjudicate")),
         "run",
@@ -360,6 +368,8 @@ def run_cli(
         str(world.reference),
         "--lake",
         str(lake),
+        "--reports",
+        str(tmp_path / "reports"),
         "--ruleset",
         "1",
     ]

@@ -1,13 +1,13 @@
 """The deployments served for real: Prefect server, process worker, UI, PostgreSQL.
 
-One stack is started for the whole module with the functions `make serve` uses
-(flows/serving.py): `prefect server start` on a free loopback port with its home
-(SQLite database) in a temporary folder and analytics off, the work pool, the
-deployments of the project's prefect.yaml and a worker. Every process started
+The SQLite-backed server is the session's (tests/conftest.py: `prefect server start`
+on a free loopback port, its home in a temporary folder, analytics off, started with
+the functions `make serve` uses, flows/serving.py); this module adds the work pool,
+the deployments of the project's prefect.yaml and a worker. Every process started
 here is stopped by the fixtures' `finally`.
 
-The PostgreSQL-backed server is launched at the same time (in a throwaway
-database, dropped afterwards), so its start-up overlaps the SQLite one.
+The PostgreSQL-backed server is launched when the module starts (in a throwaway
+database, dropped afterwards), so its start-up overlaps the deployments' set-up.
 """
 
 from __future__ import annotations
@@ -31,12 +31,18 @@ from flows.serving import (
     Stack,
     create_work_pool,
     deploy,
-    start_server,
     start_worker,
     stop,
     wait_until_healthy,
 )
-from tests.prefect_support import Api, free_port, write_batch, write_reference
+from tests.prefect_support import (
+    QUIET_SERVICES,
+    Api,
+    free_port,
+    start_test_server,
+    write_batch,
+    write_reference,
+)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.e2e]
 
@@ -50,23 +56,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: Server services the tests do not exercise, off so that fewer writers contend for
-#: the SQLite database (the scheduler alone would insert the nightly's future runs).
-#: The event persister and task-run recorder stay on: task runs and the UI need them.
-QUIET_SERVICES = {
-    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
-    for name in (
-        "SCHEDULER",
-        "LATE_RUNS",
-        "FOREMAN",
-        "CANCELLATION_CLEANUP",
-        "PAUSE_EXPIRATIONS",
-        "REPOSSESSOR",
-        "DB_VACUUM",
-        "CLEANUP_RECONCILER",
-        "TRIGGERS",
-    )
-}
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 PG_TEST = "test_postgres_backed_server_runs_flows"
 
@@ -84,7 +73,7 @@ def _launch(home: Path, database_url: str) -> Launched:
         worker_poll_seconds=1,
         extra_env={"PREFECT_API_DATABASE_CONNECTION_URL": database_url, **QUIET_SERVICES},
     )
-    return Launched(stack, start_server(stack))
+    return Launched(stack, start_test_server(stack))
 
 
 def _pg_database() -> str | None:
@@ -111,13 +100,12 @@ def _drop_pg_database(name: str) -> None:
 def launched(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Launched | None]]:
-    """Start both servers at once (PostgreSQL only if a selected test needs it)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    servers: dict[str, Launched | None] = {"sqlite": None, "postgres": None}
+    """Start the PostgreSQL-backed server when the module starts, if a selected test
+    needs it (its start-up overlaps the other tests of the module)."""
+    servers: dict[str, Launched | None] = {"postgres": None}
     pg_name: str | None = None
     wanted_pg = any(item.name == PG_TEST for item in request.session.items)
     try:
-        servers["sqlite"] = _launch(home, f"sqlite+aiosqlite:///{home}/prefect.db")
         if wanted_pg and (pg_name := _pg_database()) is not None:
             url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}"
             servers["postgres"] = _launch(tmp_path_factory.mktemp("prefect-home-pg"), url)
@@ -131,17 +119,15 @@ def launched(
 
 
 @pytest.fixture(scope="module")
-def stack(launched: dict[str, Launched | None]) -> Iterator[Stack]:
-    """The SQLite-backed server with the work pool, the deployments and a worker."""
-    served = launched["sqlite"]
-    assert served is not None
-    wait_until_healthy(served.stack, served.server)
-    create_work_pool(served.stack)
+def stack(launched: dict[str, Launched | None], prefect_server: Stack) -> Iterator[Stack]:
+    """The session's SQLite-backed server with the work pool, the deployments and a
+    worker (`launched` first: the PostgreSQL-backed server starts up meanwhile)."""
+    create_work_pool(prefect_server)
     # The worker starts up while the deployments are being registered.
-    worker = start_worker(served.stack)
+    worker = start_worker(prefect_server)
     try:
-        deploy(served.stack)
-        yield served.stack
+        deploy(prefect_server)
+        yield prefect_server
     finally:
         stop(worker)
 

@@ -13,6 +13,7 @@ accepted and ignored) plays the staging database.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -43,8 +44,10 @@ from claimsflow.sql_source import (
     split_password,
     with_password,
 )
+from flows.serving import Stack
 from tests.batch_helpers import CASE_HEADER, MEMBERS_CSV, case_row, csv_bytes, write_reference
 from tests.lake_runner import RULESET_V1, run_in_own_session
+from tests.prefect_support import Api, settled
 
 CANARY = "Zq7@hunter2-CANARY"  # the fake password; "%40" in a URL
 ENCODED = CANARY.replace("@", "%40")
@@ -213,14 +216,35 @@ def members_csv() -> str:
     return MEMBERS_CSV + f"{MEMBER},2024-01-01,,100.00,10\n"
 
 
-# The real command: output, lake and Prefect's own database.
+# The real command: output, lake and Prefect's own database (the session's server).
+
+
+def recorded_by_prefect(api: Api, lake: Path) -> str:
+    """All that the Prefect server holds about the run on `lake`, as JSON text: the
+    flow run, its task runs, logs, artifacts and events, once the server's services
+    have finished recording them."""
+    [run] = [r for r in api.flow_runs() if r["parameters"].get("lake") == str(lake)]
+
+    def recorded() -> tuple[object, ...]:
+        tasks = sorted((t["name"], t["state_type"]) for t in api.task_runs(run["id"]))
+        return (tasks, len(api.logs(run["id"])), len(api.events(run["id"])))
+
+    settled(recorded)
+    parts: list[object] = [
+        api.flow_run(run["id"]),
+        api.task_runs(run["id"]),
+        api.logs(run["id"]),
+        api.artifacts(run["id"]),
+        api.events(run["id"]),
+    ]
+    return "\n".join(json.dumps(part) for part in parts)
 
 
 @pytest.mark.slow
 @pytest.mark.prefect
 @pytest.mark.postgres
 def test_adjudicate_run_keeps_the_password_and_personal_data_out_of_everything(
-    staging_table: str, tmp_path: Path
+    staging_table: str, tmp_path: Path, prefect_server: Stack
 ) -> None:
     inbox, lake, home = tmp_path / "inbox", tmp_path / "lake", tmp_path / "prefect-home"
     inbox.mkdir()
@@ -238,7 +262,12 @@ def test_adjudicate_run_keeps_the_password_and_personal_data_out_of_everything(
     )
     reference = write_reference(tmp_path / "reference", members=members_csv())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))}
-    env.update(PREFECT_HOME=str(home), COLUMNS="200", PREFECT_LOGGING_LEVEL="DEBUG")
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=prefect_server.api_url,
+        COLUMNS="200",
+        PREFECT_LOGGING_LEVEL="DEBUG",
+    )
     command = [
         str(Path(sys.executable).with_name("adjudicate")),
         "run",
@@ -250,6 +279,8 @@ def test_adjudicate_run_keeps_the_password_and_personal_data_out_of_everything(
         str(lake),
         "--ruleset",
         "1",
+        "--reports",
+        str(tmp_path / "reports"),
         "--source-url",
         secret_url(),
         "--source-table",
@@ -267,8 +298,20 @@ def test_adjudicate_run_keeps_the_password_and_personal_data_out_of_everything(
     assert leaks(result.stdout) == []
     assert leaks(result.stderr) == []
     assert [v for v in leaks(lake_text(lake)) if v not in (MEMBER, *DIAGNOSES)] == []
+    api = Api(prefect_server.api_url)
+    try:
+        recorded = recorded_by_prefect(api, lake)
+    finally:
+        api.close()
+    assert "nightly-adjudication" in recorded
+    assert leaks(recorded) == []
+    # And byte for byte: the client's Prefect home, the server's home (its SQLite
+    # database, write-ahead log and log file).
     prefect_state = "\n".join(
-        p.read_bytes().decode("utf-8", errors="replace") for p in home.rglob("*") if p.is_file()
+        p.read_bytes().decode("utf-8", errors="replace")
+        for folder in (home, prefect_server.home)
+        for p in folder.rglob("*")
+        if p.is_file()
     )
     assert "nightly-adjudication" in prefect_state  # the flow run is recorded there
     assert leaks(prefect_state) == []

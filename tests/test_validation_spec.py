@@ -418,6 +418,7 @@ def test_resubmission_across_batches(tmp_path: Path, run_context: RunContext) ->
     assert (outcome_a.rows_decided, outcome_a.rows_rejected) == (1, 1)
     # C1 was decided in a.csv: a resubmission. C2 was only rejected there, so it is new.
     assert (outcome_b.rows_decided, outcome_b.rows_rejected) == (2, 1)
+    assert isinstance(run_context.lake, Path)  # the fixture's lake is a local folder
     rejections = pl.read_parquet(
         run_context.lake / "events" / "batches" / outcome_b.batch_id / "rejections.parquet"
     )

@@ -21,6 +21,7 @@ from claimsflow import metrics
 from claimsflow.quality import GX_DIR, DriftBand, QualityResult, run_quality_checks
 from claimsflow.reporting import runlog
 from claimsflow.reporting.html import render_report, report_path, write_report
+from claimsflow.storage import Location
 
 if TYPE_CHECKING:
     # Only a type here: importing it loads the whole pipeline (Pandera), which
@@ -52,7 +53,7 @@ class RunOutputs:
 
 
 def publish_run_outputs(
-    lake: Path,
+    lake: Location,
     run_id: str,
     summary: RunSummary | None,
     reports_dir: Path,
@@ -121,7 +122,7 @@ def publish_run_outputs(
 
 
 def regenerate_report(
-    lake: Path,
+    lake: Location,
     run_id: str | None,
     reports_dir: Path,
     *,
@@ -150,7 +151,7 @@ def regenerate_report(
 
 
 def record_failed_run(
-    lake: Path,
+    lake: Location,
     reports_dir: Path,
     *,
     seconds: float | None = None,

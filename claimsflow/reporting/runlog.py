@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from claimsflow import catalog, eventlog
+from claimsflow.storage import Location
 
 APPROVED, DENIED, PENDED = "APPROVED", "DENIED", "PENDED"
 DECISION_STATUSES = (APPROVED, DENIED, PENDED)
@@ -30,21 +30,20 @@ class RunLogError(Exception):
     """No event log, or no such run; the message is for the user."""
 
 
-def open_event_log(lake: Path) -> duckdb.DuckDBPyConnection:
+def open_event_log(lake: Location) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the catalog's views over `lake`'s event log, read only."""
-    if not (eventlog.batches_dir(lake) / eventlog.EMPTY_BATCH).is_dir():
+    if not eventlog.has_event_log(lake):
         raise RunLogError(f"{lake}: no event log here (run `adjudicate run` first)")
     con = duckdb.connect(
         ":memory:",
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
     )
     try:
+        catalog.register_lake(con, lake)  # a remote lake's filesystem, before the views
         for name, select in catalog.view_definitions(lake).items():
             con.execute(f"CREATE VIEW {name} AS {select}")
         # Reads stay inside the lake, as for analysts (catalog.connect_read_only).
-        root = str(lake.resolve()).replace("'", "''")
-        con.execute(f"SET allowed_directories = ['{root}/']")
-        con.execute("SET enable_external_access = false")
+        catalog.restrict_to_lake(con, lake)
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -159,7 +158,7 @@ class RunFacts:
         return sorted(set(labels["label"].to_list()))
 
 
-def load_run_facts(lake: Path, run_id: str | None = None) -> RunFacts:
+def load_run_facts(lake: Location, run_id: str | None = None) -> RunFacts:
     """The facts of run `run_id` (default: the latest run) from `lake`'s event log."""
     con = open_event_log(lake)
     try:
@@ -247,7 +246,7 @@ def empty_facts(run_id: str) -> RunFacts:
     )
 
 
-def load_or_empty(lake: Path, run_id: str) -> RunFacts:
+def load_or_empty(lake: Location, run_id: str) -> RunFacts:
     """The run's facts; empty facts when the run recorded no batch (nothing to read)."""
     con = open_event_log(lake)
     try:
