@@ -11,8 +11,10 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,6 +46,8 @@ app = typer.Typer(
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 USAGE_ERROR = 2
+#: The run itself failed (e.g. a Dask worker kept dying): see the flow run's log.
+RUN_FAILED = 3
 
 
 def _show_version(value: bool) -> None:
@@ -64,6 +68,13 @@ def _main(
     ] = False,
 ) -> None:
     """Nightly claims adjudication: run, query, explain, generate."""
+
+
+class ExecutorChoice(StrEnum):
+    """`--executor`: where the parts of a batch are decided (docs/scaling.md)."""
+
+    local = "local"
+    dask = "dask"
 
 
 class UsageError(Exception):
@@ -104,8 +115,31 @@ def run(
     checks: Annotated[
         bool, typer.Option("--checks/--no-checks", help="Run the data-quality gate.")
     ] = True,
+    executor: Annotated[
+        ExecutorChoice,
+        typer.Option(help="Where batches are decided: this process, or a Dask cluster."),
+    ] = ExecutorChoice.local,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Parts per batch, split by member (default: 1 locally, one per Dask worker).",
+        ),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Scheduler of an existing Dask cluster, tcp://host:port."),
+    ] = None,
+    dask_workers: Annotated[
+        int, typer.Option(min=1, max=256, help="Worker processes of a local Dask cluster.")
+    ] = 2,
+    dask_threads: Annotated[
+        int, typer.Option(min=1, max=64, help="Threads per worker of a local Dask cluster.")
+    ] = 1,
 ) -> None:
     """Run the nightly flow: adjudicate every new batch into the event log."""
+    from claimsflow.partitioning import PartitioningError, check_partitionable
     from claimsflow.reference import ReferenceDataError, load_reference
     from claimsflow.rules.ruleset import RuleSetError, load_rulesets, select_ruleset
 
@@ -119,10 +153,13 @@ def run(
         _check_remote(remote)
     chosen_date = _parse_date(run_date, "--run-date") or dt.datetime.now(dt.UTC).date()
     # Check configuration before starting Prefect, so a mistake is one clear line.
+    parts = _partitions(executor, partitions, dask_address, dask_workers)
     try:
         load_reference(reference)
-        select_ruleset(load_rulesets(rules_dir), chosen_date, ruleset)
-    except (ReferenceDataError, RuleSetError) as exc:
+        chosen = select_ruleset(load_rulesets(rules_dir), chosen_date, ruleset)
+        if parts > 1:
+            check_partitionable(chosen)
+    except (ReferenceDataError, RuleSetError, PartitioningError) as exc:
         raise fail(str(exc)) from None
     if source_url is not None:
         # The password goes to the flow through the environment, never as a
@@ -135,20 +172,52 @@ def run(
     configure_prefect_environment()
     from flows.nightly import nightly_adjudication
 
-    summary = nightly_adjudication(
-        inbox=str(inbox),
-        reference=str(reference),
-        lake=str(lake),
-        ruleset=ruleset,
-        run_date=chosen_date,
-        rules_dir=str(rules_dir),
-        source_url=source_url,
-        source_table=source_table,
-        reports=str(reports),
-        quality_checks=checks,
-    )
+    try:
+        summary = nightly_adjudication(
+            inbox=str(inbox),
+            reference=str(reference),
+            lake=str(lake),
+            ruleset=ruleset,
+            run_date=chosen_date,
+            rules_dir=str(rules_dir),
+            source_url=source_url,
+            source_table=source_table,
+            reports=str(reports),
+            quality_checks=checks,
+            executor=executor.value,
+            partitions=parts,
+            dask_address=dask_address,
+            dask_workers=dask_workers,
+            dask_threads_per_worker=dask_threads,
+        )
+    except Exception as exc:  # the flow failed: Prefect has logged its traceback
+        typer.echo(f"adjudicate: run failed: {_first_line(exc)}", err=True)
+        typer.echo(
+            "adjudicate: no batch was half-recorded; batches recorded before the failure "
+            "stay, and the next run goes on from there",
+            err=True,
+        )
+        raise typer.Exit(RUN_FAILED) from None
     _print_summary(summary.batch_table(), summary.lines(), lake_at)
     raise typer.Exit(summary.exit_code)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _partitions(
+    executor: ExecutorChoice, partitions: int | None, address: str | None, workers: int
+) -> int:
+    """The number of parts per batch, after checking the Dask options go together."""
+    if executor is ExecutorChoice.local and address is not None:
+        raise fail("--dask-address needs --executor dask")
+    if address is not None and not re.fullmatch(r"(tcp|tls|ws|wss)://[^\s/:]+:\d+", address):
+        raise fail(f"--dask-address {address!r}: expected a scheduler address, tcp://host:port")
+    if partitions is not None:
+        return partitions
+    return 1 if executor is ExecutorChoice.local else workers
 
 
 @app.command()

@@ -197,14 +197,19 @@ def write_object(fs: AbstractFileSystem, path: str, data: bytes, *, exclusive: b
         fs.pipe_file(path, data)
         return True
     try:
-        with fs.open(path, "xb") as handle:
-            handle.write(data)
-    except FileExistsError:
+        handle = fs.open(path, "xb")
+    except FileExistsError:  # refused at once (local, memory)
         return False
-    except (NotImplementedError, ValueError):
-        if fs.exists(path):
+    except (NotImplementedError, ValueError):  # no exclusive mode on this filesystem
+        if object_exists(fs, path):
             return False
         fs.pipe_file(path, data)
+        return True
+    try:
+        with handle:
+            handle.write(data)
+    except FileExistsError:  # refused when the upload completes (S3: 412)
+        return False
     return True
 
 

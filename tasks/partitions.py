@@ -24,6 +24,7 @@ from prefect.cache_policies import NONE
 from prefect.client.orchestration import get_client
 from prefect.futures import wait
 from prefect.logging import get_run_logger
+from prefect.runtime import task_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from claimsflow import pipeline
@@ -125,7 +126,12 @@ def partition_runner(execution: Execution, ruleset: RuleSet) -> Iterator[TaskRun
         yield runner
 
 
-@task(name="adjudicate-partition", cache_policy=NONE, task_run_name="adjudicate-{folder}")
+def _partition_run_name() -> str:
+    folder = Path(str(task_run.parameters["folder"]))
+    return f"adjudicate-{folder.parent.name.removeprefix('parts-')[:12]}-{folder.name}"
+
+
+@task(name="adjudicate-partition", cache_policy=NONE, task_run_name=_partition_run_name)
 def adjudicate_partition(folder: str, ruleset: RuleSet) -> PartitionResult:
     """Decide one part of a batch from its folder (on whatever worker runs it)."""
     return decide_partition(Path(folder), ruleset)

@@ -273,6 +273,24 @@ def test_the_batch_record_is_created_only_if_absent(
     )
 
 
+def test_without_an_exclusive_mode_a_write_checks_first(
+    memory_lake: RemoteLocation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = memory_lake.fs
+    real_open = fs.open
+
+    def open_without_exclusive(path: str, mode: str = "rb", **options: Any) -> Any:
+        if mode == "xb":
+            raise NotImplementedError("File mode not supported")
+        return real_open(path, mode, **options)
+
+    monkeypatch.setattr(fs, "open", open_without_exclusive)
+    marker = memory_lake.path("marker")
+    assert write_object(fs, marker, b"first", exclusive=True)
+    assert not write_object(fs, marker, b"second", exclusive=True)
+    assert fs.cat_file(marker) == b"first"
+
+
 class CutShort(Exception):
     """Stands for a writer killed between its table objects and its batch record."""
 
