@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--doc", type=Path, default=DOC, help="Markdown file to update")
     parser.add_argument("--no-doc", action="store_true", help="print only")
     parser.add_argument("--skip-prefect", action="store_true", help="leave out the flow run")
+    parser.add_argument("--skip-dask", action="store_true", help="leave out the Dask executor")
     args = parser.parse_args(argv)
 
     console = Console()
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         for size in figures.sizes:
-            measure_size(bench, figures, size)
+            measure_size(bench, figures, size, dask=not args.skip_dask)
         stage_profile(bench, figures, figures.sizes[0])
         peers(bench, figures)
         if not args.skip_prefect:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"wrote {args.doc}")
 
 
-def measure_size(bench: Bench, figures: Figures, size: int) -> None:
+def measure_size(bench: Bench, figures: Figures, size: int, *, dask: bool = True) -> None:
     data = bench.work / f"n{size}"
     generated = bench.child("generate", out=str(data), cases=size, batches=1, seed=SEED)
     batch = data / "inbox" / "batch-0001.csv"
@@ -139,12 +140,22 @@ def measure_size(bench: Bench, figures: Figures, size: int) -> None:
     row["core_parquet"] = bench.child(
         "core", batch=str(parquet), reference=reference, lake=str(data / "lake-parquet")
     )
+    if dask:
+        for workers in (1, 2):
+            row[f"dask_{workers}"] = bench.child(
+                "core_dask",
+                batch=str(batch),
+                reference=reference,
+                lake=str(data / f"lake-dask-{workers}"),
+                workers=workers,
+            )
     row["twin"] = bench.child(
         "twin", batch=str(parquet), reference=reference, out=str(data / "twin.parquet")
     )
     figures.by_size[size] = row
     # Free the disk between sizes: 10M cases are ~1 GB of input and as much of output.
-    for leftover in ("lake", "lake-parquet", "twin.parquet", "streamed.parquet"):
+    leftovers = ("lake", "lake-parquet", "lake-dask-1", "lake-dask-2", "twin.parquet")
+    for leftover in (*leftovers, "streamed.parquet"):
         path = data / leftover
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 

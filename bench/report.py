@@ -92,6 +92,10 @@ class Figures:
                     f"twin {_ratio(row['twin'].seconds, row['core_parquet'].seconds)} slower",
                 ),
             ]
+            for workers in (1, 2):
+                dask = row.get(f"dask_{workers}")
+                if dask is not None:
+                    out.append(_dask_row(dask, workers, size, core))
         core_rate = self.core_rate()
         for label, peer in (
             ("zen-engine per case (rules only)", self.zen),
@@ -138,6 +142,16 @@ def _row(label: str, m: Measurement, cases: int, versus: str = "") -> tuple[str,
         f"{m.peak_rss / GIB:.2f} GiB",
         versus,
     )
+
+
+def _dask_row(m: Measurement, workers: int, cases: int, core: Measurement) -> tuple[str, ...]:
+    """The Dask executor: the coordinator's peak RSS plus the sum of its workers' peaks."""
+    workers_rss = int(m.result.get("worker_peak_rss", 0))
+    label = f"dask executor, {workers} worker(s) x 1 thread, CSV in"
+    versus = (
+        f"{_ratio(m.seconds, core.seconds)} the local core; workers {workers_rss / GIB:.2f} GiB"
+    )
+    return _row(label, m, cases, versus)
 
 
 def _ratio(a: float, b: float) -> str:

@@ -92,10 +92,11 @@ def task_runner_for(execution: Execution) -> TaskRunner[Any]:
             "threads_per_worker": execution.dask_threads_per_worker,
             # Workers in processes of their own (the rules are CPU-bound Polars,
             # which releases the GIL, but a killed worker must not kill the run's
-            # process), on loopback, with no dashboard web server to bind.
+            # process), on loopback; the scheduler's HTTP server (health, metrics)
+            # on a free port rather than 8787, which another cluster may hold.
             "processes": True,
             "host": "127.0.0.1",
-            "dashboard_address": None,
+            "dashboard_address": "127.0.0.1:0",
             "silence_logs": logging.WARNING,
             "env": worker_environment(),
         },

@@ -27,6 +27,32 @@ from tests.batch_helpers import (
 from tests.prefect_support import running_server
 
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
+#: The xdist group of the tests that use the session's Prefect server (`prefect_server`).
+PREFECT_GROUP = "prefect-server"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make unit), which runs each xdist group in
+    one worker: every test that uses the session's Prefect server goes to one group
+    (one server, started once), run first since it is the longest; every other test
+    is grouped with its module, so that a module's fixtures are built in one worker.
+    Tests marked with an xdist group of their own keep it."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        uses_server = "prefect_server" in getattr(item, "fixturenames", ())
+        group = PREFECT_GROUP if uses_server else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    first = [item for item in items if _group(item) == PREFECT_GROUP]
+    items[:] = first + [item for item in items if _group(item) != PREFECT_GROUP]
+
+
+def _group(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return None if mark is None else str(mark.args[0] if mark.args else mark.kwargs["name"])
 
 
 @pytest.fixture

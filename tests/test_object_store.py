@@ -51,6 +51,7 @@ from claimsflow.storage import (
     parse_location,
     write_object,
 )
+from flows.serving import Stack
 from tests.batch_helpers import case_row, csv_bytes, write_reference
 from tests.lake_runner import lake_snapshot
 from tests.prefect_support import free_port
@@ -659,14 +660,15 @@ def s3_env(endpoint: str, state: Path) -> dict[str, str]:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_adjudicate_run_on_s3_gives_the_decisions_of_a_local_run(
-    s3_endpoint: str, tmp_path: Path
+    s3_endpoint: str, tmp_path: Path, prefect_server: Stack
 ) -> None:
     root = tmp_path
     write_reference(root / "ref")
     write_inbox(root / "inbox", inbox_files())
     prefix = f"s3://{BUCKET}/e2e-{uuid.uuid4().hex[:8]}"
     upload(s3_location(f"{prefix}/inbox"), inbox_files())
-    env = s3_env(s3_endpoint, root / "state")
+    # The session's Prefect server (tests/conftest.py): no temporary server per run.
+    env = {**s3_env(s3_endpoint, root / "state"), "PREFECT_API_URL": prefect_server.api_url}
     common = ["--reference", "ref", "--ruleset", "1", "--no-checks"]
     runs: dict[str, list[str]] = {
         "s3": ["run", "--inbox", f"{prefix}/inbox", "--lake", f"{prefix}/lake", *common],

@@ -44,7 +44,8 @@ from tests.prefect_support import (
     write_reference,
 )
 
-pytestmark = [pytest.mark.prefect, pytest.mark.e2e]
+#: One xdist group with the other users of the session's Prefect server (conftest.py).
+pytestmark = [pytest.mark.prefect, pytest.mark.e2e, pytest.mark.xdist_group("prefect-server")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
