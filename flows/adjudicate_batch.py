@@ -22,16 +22,21 @@ from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REFERENCE
 from claimsflow.sql_source import split_password
 from claimsflow.storage import parse_location
 from flows.common import RULES_FOLDER, finish_batch_run
-from flows.nightly import LOCK_WAIT_SECONDS, flow_run_id
+from flows.nightly import LOCK_WAIT_SECONDS, MAX_PARTITIONS, flow_run_id
 from tasks.adjudication import (
-    adjudicate_file,
-    adjudicate_sql_increment,
     load_reference_data,
     load_rule_set,
     open_lake,
     pull_sql_increment,
     refresh_catalog,
     take_writer_lock,
+)
+from tasks.partitions import (
+    Execution,
+    Executor,
+    adjudicate_file_on,
+    adjudicate_sql_increment_on,
+    partition_runner,
 )
 
 
@@ -52,6 +57,11 @@ def adjudicate_batch(
     run_date: dt.date | None = None,
     rules_dir: str = RULES_FOLDER,
     lock_wait_seconds: Annotated[int, Field(ge=1)] = LOCK_WAIT_SECONDS,
+    executor: Executor = "local",
+    partitions: Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] = 1,
+    dask_address: str = "",
+    dask_workers: Annotated[int, Field(ge=1, le=256)] = 2,
+    dask_threads_per_worker: Annotated[int, Field(ge=1, le=64)] = 1,
 ) -> RunSummary:
     """Adjudicate one batch now: a batch file, or the new rows of a SQL staging table.
 
@@ -73,6 +83,13 @@ def adjudicate_batch(
         rules_dir: Folder of rule-set files (relative paths are from the project folder).
         lock_wait_seconds: How long one attempt waits for another run on the same lake
             before retrying with back-off.
+        executor: Where the parts of the batch are decided: "local" or "dask"
+            (docs/scaling.md).
+        partitions: Parts the batch's valid cases are split into, by member; 1 = one piece.
+        dask_address: Scheduler of an existing Dask cluster (tcp://host:8786); empty =
+            a local cluster started for the run.
+        dask_workers: Worker processes of the local Dask cluster.
+        dask_threads_per_worker: Threads per worker of the local Dask cluster.
     """
     started = time.perf_counter()
     chosen_batch = _chosen_batch(batch_file, source_url, source_table)
@@ -81,12 +98,18 @@ def adjudicate_batch(
     chosen = load_rule_set(
         Path(rules_dir), ruleset or None, run_date or dt.datetime.now(dt.UTC).date()
     )
+    execution = Execution(
+        executor, partitions, dask_address or None, dask_workers, dask_threads_per_worker
+    )
     outcomes: list[BatchOutcome] = []
-    with take_writer_lock(lake_path, lock_wait_seconds):
+    with (
+        take_writer_lock(lake_path, lock_wait_seconds),
+        partition_runner(execution, chosen) as runner,
+    ):
         history = open_lake(lake_path)
         run = RunContext(lake_path, reference_data, chosen, flow_run_id())
         if isinstance(chosen_batch, Path):
-            outcome, history = adjudicate_file(chosen_batch, run, history)
+            outcome, history = adjudicate_file_on(chosen_batch, run, history, execution, runner)
             outcomes.append(outcome)
         else:
             url, table = chosen_batch
@@ -94,7 +117,9 @@ def adjudicate_batch(
                 url, table, lake_path, source_secret or None, up_to_seq or None
             )
             if increment is not None:
-                outcome, history = adjudicate_sql_increment(increment, run, history)
+                outcome, history = adjudicate_sql_increment_on(
+                    increment, run, history, execution, runner
+                )
                 outcomes.append(outcome)
         refresh_catalog(lake_path)
     summary = RunSummary(run_id=run.run_id, ruleset=chosen.label, batches=outcomes)

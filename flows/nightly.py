@@ -18,8 +18,6 @@ from claimsflow.settings import DEFAULT_INBOX, DEFAULT_LAKE, DEFAULT_REFERENCE, 
 from claimsflow.storage import parse_location
 from flows.common import RULES_FOLDER, ReportLink, finish_batch_run
 from tasks.adjudication import (
-    adjudicate_file,
-    adjudicate_sql_increment,
     discover_batches,
     load_reference_data,
     load_rule_set,
@@ -31,10 +29,9 @@ from tasks.adjudication import (
 from tasks.partitions import (
     Execution,
     Executor,
-    adjudicate_in_partitions,
+    adjudicate_file_on,
+    adjudicate_sql_increment_on,
     partition_runner,
-    prepare_file,
-    prepare_sql_increment,
 )
 from tasks.reporting import publish_run_outputs, record_run_failure
 
@@ -115,24 +112,14 @@ def nightly_adjudication(
         run = RunContext(lake_path, reference_data, chosen, flow_run_id())
         batches, ignored = discover_batches(parse_location(inbox))
         for path in batches:
-            if runner is None:
-                outcome, history = adjudicate_file(path, run, history)
-            else:
-                prepared = prepare_file(path, run, history)
-                outcome, history = adjudicate_in_partitions(
-                    prepared, run, history, execution, runner
-                )
+            outcome, history = adjudicate_file_on(path, run, history, execution, runner)
             outcomes.append(outcome)
         if source_url and source_table:
             increment = pull_sql_increment(source_url, source_table, lake_path, source_secret)
             if increment is not None:
-                if runner is None:
-                    outcome, history = adjudicate_sql_increment(increment, run, history)
-                else:
-                    pulled = prepare_sql_increment(increment, run, history)
-                    outcome, history = adjudicate_in_partitions(
-                        pulled, run, history, execution, runner
-                    )
+                outcome, history = adjudicate_sql_increment_on(
+                    increment, run, history, execution, runner
+                )
                 outcomes.append(outcome)
         refresh_catalog(lake_path)
     summary = RunSummary(

@@ -40,7 +40,7 @@ from claimsflow.pipeline import BatchOutcome, PreparedBatch, RunContext
 from claimsflow.rules.ruleset import RuleSet
 from claimsflow.sql_source import SqlIncrement
 from claimsflow.storage import Location
-from tasks.adjudication import log_outcome
+from tasks.adjudication import adjudicate_file, adjudicate_sql_increment, log_outcome
 
 Executor = Literal["local", "dask"]
 EXECUTORS: tuple[Executor, ...] = ("local", "dask")
@@ -196,3 +196,32 @@ def adjudicate_in_partitions(
     outcome, history = record_batch(prepared, decision, run, history)
     log_outcome(outcome)
     return outcome, history
+
+
+def adjudicate_file_on(
+    path: Location,
+    run: RunContext,
+    history: History,
+    execution: Execution,
+    runner: TaskRunner[Any] | None,
+) -> tuple[BatchOutcome, History]:
+    """One inbox file: in one piece (`adjudicate-file`), or prepared, decided in
+    parts on `runner`, and recorded."""
+    if runner is None:
+        return adjudicate_file(path, run, history)
+    prepared = prepare_file(path, run, history)
+    return adjudicate_in_partitions(prepared, run, history, execution, runner)
+
+
+def adjudicate_sql_increment_on(
+    increment: SqlIncrement,
+    run: RunContext,
+    history: History,
+    execution: Execution,
+    runner: TaskRunner[Any] | None,
+) -> tuple[BatchOutcome, History]:
+    """One SQL pull, as `adjudicate_file_on` does a file."""
+    if runner is None:
+        return adjudicate_sql_increment(increment, run, history)
+    prepared = prepare_sql_increment(increment, run, history)
+    return adjudicate_in_partitions(prepared, run, history, execution, runner)
