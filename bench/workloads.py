@@ -101,6 +101,8 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
     """The core with the batch decided in `workers` parts on a local Dask cluster of
     `workers` single-threaded worker processes (the executor `--executor dask` uses,
     without Prefect's task bookkeeping). Cluster start-up is set-up, not timed."""
+    import importlib
+
     import distributed
 
     from claimsflow import eventlog
@@ -126,6 +128,8 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
         ) as cluster,
         distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
+        # Each worker imports the core once, on its first part: set-up, not the batch.
+        client.run(importlib.import_module, "claimsflow.partitioning")
         setup_seconds = time.perf_counter() - setup_started
 
         def run_parts(folders: list[Path], rules: RuleSet) -> list[PartitionResult]:

@@ -145,6 +145,7 @@ def run(
 
     if (source_url is None) != (source_table is None):
         raise fail("--source-url and --source-table go together")
+    parts = _partitions(executor, partitions, dask_address, dask_workers)
     lake_at = _location(lake)
     inbox_at = _location(inbox)
     if source_url is None and isinstance(inbox_at, Path) and not inbox_at.is_dir():
@@ -153,7 +154,6 @@ def run(
         _check_remote(remote)
     chosen_date = _parse_date(run_date, "--run-date") or dt.datetime.now(dt.UTC).date()
     # Check configuration before starting Prefect, so a mistake is one clear line.
-    parts = _partitions(executor, partitions, dask_address, dask_workers)
     try:
         load_reference(reference)
         chosen = select_ruleset(load_rulesets(rules_dir), chosen_date, ruleset)

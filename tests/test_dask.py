@@ -79,7 +79,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def run_dask(
-    world: World, lake: Path, tmp_path: Path, server: Stack, env: Mapping[str, str] = {}
+    world: World,
+    lake: Path,
+    tmp_path: Path,
+    server: Stack,
+    env: Mapping[str, str] = {},
+    cluster: tuple[str, ...] = ("--dask-workers", "2"),
 ) -> subprocess.CompletedProcess[str]:
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))
@@ -108,8 +113,7 @@ def run_dask(
         "dask",
         "--partitions",
         "3",
-        "--dask-workers",
-        "2",
+        *cluster,
     ]
     return subprocess.run(
         command,
@@ -195,3 +199,39 @@ def test_a_dask_run_fails_whole_on_a_killed_worker_then_records_what_the_local_r
     assert decided > 2000  # most of the 2,400 generated rows are valid
     assert_same_as_local(lake, world)
     assert list(eventlog.staging_dir(lake).iterdir()) == []
+
+
+def test_a_run_on_an_existing_scheduler_records_what_the_local_run_does(
+    world: World, tmp_path: Path, prefect_server: Stack
+) -> None:
+    import distributed
+
+    lake = tmp_path / "lake"
+    # A cluster that is not the run's: started here, with its own worker process,
+    # which reports task runs to the session's Prefect server as a deployed
+    # cluster's workers would (PREFECT_API_URL in their environment).
+    with distributed.LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=1,
+        threads_per_worker=2,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        env={"PREFECT_API_URL": prefect_server.api_url},
+    ) as cluster:
+        address = cluster.scheduler_address
+        result = run_dask(
+            world, lake, tmp_path, prefect_server, cluster=("--dask-address", address)
+        )
+        with distributed.Client(address) as client:  # type: ignore[no-untyped-call]
+            executed = client.run(_executed_count)
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"dask on {address}, 3 partition(s)" in result.stderr + result.stdout
+    # Its one worker decided every part: 3 batches x 3 parts (a member-poor part
+    # can be empty, and an empty part is not sent).
+    assert 7 <= sum(executed.values()) <= 9
+    assert_same_as_local(lake, world)
+
+
+def _executed_count(dask_worker: Any) -> int:
+    return int(dask_worker.state.executed_count)

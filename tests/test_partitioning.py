@@ -12,8 +12,10 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from claimsflow import eventlog
+from claimsflow.cli import app
 from claimsflow.generate import write_sample
 from claimsflow.history import History
 from claimsflow.partitioning import (
@@ -259,3 +261,56 @@ def test_any_split_gives_the_one_piece_event_log(
         expected = eventlog.scan_table(lakes["whole"], table).collect()
         got = eventlog.scan_table(lakes["parts"], table).collect()
         assert got.equals(expected), table
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--dask-address", "tcp://127.0.0.1:8786"], "--dask-address needs --executor dask"),
+        (
+            ["--executor", "dask", "--dask-address", "127.0.0.1"],
+            "expected a scheduler address, tcp://host:port",
+        ),
+        (["--partitions", "0"], "Invalid value for '--partitions'"),
+        (["--executor", "spark"], "Invalid value for '--executor'"),
+    ],
+)
+def test_executor_options_are_checked_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(app, ["run", *options], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+def test_a_rule_set_that_cannot_be_split_is_refused_with_partitions(
+    tmp_path: Path, reference_dir: Path, ruleset_v1: RuleSet
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = ruleset_v1.source.read_text(encoding="utf-8").replace(
+        "key: [member_id, provider_id, service_date, procedure_code]",
+        "key: [provider_id, service_date, procedure_code]",
+    )
+    (rules / "claims-standard-v1.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "inbox").mkdir()
+    options = {
+        "--rules-dir": rules,
+        "--reference": reference_dir,
+        "--inbox": tmp_path / "inbox",
+        "--lake": tmp_path / "lake",
+        "--partitions": 2,
+    }
+
+    result = CliRunner().invoke(
+        app, ["run", *(str(x) for pair in options.items() for x in pair)], env={"COLUMNS": "200"}
+    )
+
+    assert result.exit_code == 2
+    assert "rule duplicate-claim" in result.stderr and "no member_id" in result.stderr
+    assert not (tmp_path / "lake").exists()
