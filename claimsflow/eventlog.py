@@ -293,6 +293,27 @@ def scan_skips(lake: Location) -> pl.LazyFrame:
     return pl.scan_parquet(pattern, schema=TABLE_SCHEMAS["batch"], missing_columns="insert")
 
 
+def recorded_batch_ids(lake: Location) -> list[str]:
+    """Ids of the batches `scan_table` reads (the empty pseudo-batch included), sorted."""
+    ensure_lake(lake)
+    if isinstance(lake, RemoteLocation):
+        return committed_batch_ids(lake)
+    return sorted(entry.name for entry in batches_dir(lake).iterdir() if entry.is_dir())
+
+
+def scan_batches(lake: Location, table: str, batch_ids: Sequence[str]) -> pl.LazyFrame:
+    """The rows of one event table that the given recorded batches hold.
+
+    For reads that join two tables: joined a few recorded batches at a time, a join
+    holds those batches in memory, not the whole log (claimsflow/history.py).
+    """
+    if isinstance(lake, RemoteLocation):
+        names = [lake.path("events", "batches", b, f"{table}.parquet") for b in batch_ids]
+        return _scan_objects(lake, names, table)
+    paths = [batches_dir(lake) / b / f"{table}.parquet" for b in batch_ids]
+    return pl.scan_parquet(paths, schema=TABLE_SCHEMAS[table], missing_columns="insert")
+
+
 def _publish_folder(
     lake: Path, name: str, tables: dict[str, pl.DataFrame], *, missing_ok: bool
 ) -> Path:

@@ -34,7 +34,7 @@ import polars as pl
 
 from claimsflow import eventlog
 from claimsflow.faults import crash_point
-from claimsflow.history import History
+from claimsflow.history import BatchHistory, History
 from claimsflow.pipeline import (
     BatchDecision,
     PreparedBatch,
@@ -103,7 +103,7 @@ def split_cases(cases: pl.DataFrame, partitions: int) -> list[pl.DataFrame]:
 
 
 def partition_inputs(
-    cases: pl.DataFrame, reference: Reference, history: History
+    cases: pl.DataFrame, reference: Reference, history: BatchHistory
 ) -> dict[str, pl.DataFrame]:
     """One part's input tables: its cases and only its own members' reference and history."""
     members = cases.select("member_id").unique()
@@ -121,7 +121,7 @@ def write_partitions(
     work: Path,
     prepared: PreparedBatch,
     reference: Reference,
-    history: History,
+    history: BatchHistory,
     partitions: int,
 ) -> list[Path]:
     """Write each non-empty part's inputs under `work`; the folders, in part order."""
@@ -194,7 +194,9 @@ def decide_in_partitions(
         )
     work = eventlog.staging_dir(run.lake) / f"parts-{prepared.batch_id[:16]}-{uuid.uuid4().hex}"
     try:
-        folders = write_partitions(work, prepared, run.reference, history, partitions)
+        # The batch's history is read once, then sliced to each part's members.
+        seen = history.for_batch(prepared.validated.cases, run.ruleset)
+        folders = write_partitions(work, prepared, run.reference, seen, partitions)
         return combine_partitions(prepared, run_parts(folders, run.ruleset))
     finally:
         shutil.rmtree(work, ignore_errors=True)

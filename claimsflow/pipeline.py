@@ -70,7 +70,7 @@ def decide_batch(
     raw: pl.DataFrame, reference: Reference, ruleset: RuleSet, history: History
 ) -> BatchDecision:
     """Validate, adjudicate and price one text batch against what came before."""
-    validated = validate_batch(raw, history.decided_case_ids)
+    validated = validate_batch(raw, history.decided_among(raw["case_id"]))
     return decide_validated(validated, raw.height, reference, ruleset, history)
 
 
@@ -82,8 +82,11 @@ def decide_validated(
     history: History,
 ) -> BatchDecision:
     """Adjudicate and price a validated batch (its text frame may be gone already)."""
+    # Only the history this batch can see: read from the log now, it is the size of
+    # the batch, whatever the size of the log (claimsflow/history.py).
+    seen = history.for_batch(validated.cases, ruleset)
     decisions, rule_hits = decide_cases(
-        validated.cases, reference, ruleset, history.prior_claims, history.deductible_used
+        validated.cases, reference, ruleset, seen.prior_claims, seen.deductible_used
     )
     return BatchDecision(
         rows_in=rows_in,
@@ -281,7 +284,7 @@ def prepare_batch_file(
     # Neither the file's bytes nor its text frame is needed past validation: let them
     # go before the batch is decided (together, about a third of its peak memory).
     del data
-    validated = validate_batch(raw, history.decided_case_ids)
+    validated = validate_batch(raw, history.decided_among(raw["case_id"]))
     rows_in = raw.height
     del raw
     return PreparedBatch(batch_id, source, "file", rows_in, validated, started)
@@ -321,7 +324,7 @@ def prepare_sql_batch(
         )
         eventlog.record_batch(run.lake, batch_id, {"batch": record})
         return BatchOutcome(batch_id, source, REJECTED, reason=increment.problem)
-    validated = validate_batch(increment.raw, history.decided_case_ids)
+    validated = validate_batch(increment.raw, history.decided_among(increment.raw["case_id"]))
     return PreparedBatch(
         batch_id, source, "sql", increment.raw.height, validated, started, seq_range
     )

@@ -79,7 +79,8 @@ def _warn(message: str) -> None:
 
 @task(name="open-lake", cache_policy=NONE)
 def open_lake(lake: Location) -> History:
-    """Prepare the lake for writing (under the lock) and rebuild the history from it."""
+    """Prepare the lake for writing (under the lock); the history stays in its event
+    log, and each batch reads the part of it that it needs (claimsflow/history.py)."""
     logger = get_run_logger()
     started = time.perf_counter()
     eventlog.ensure_lake(lake)
@@ -88,9 +89,9 @@ def open_lake(lake: Location) -> History:
         logger.warning("removed %d leftover(s) of an interrupted run from %s", removed, lake)
     history = History.from_lake(lake)
     logger.info(
-        "history of %s: %d decided case(s), rebuilt in %.2fs",
+        "history of %s: %d decision(s) in the event log, read batch by batch; opened in %.2fs",
         lake,
-        history.decided_case_ids.len(),
+        history.decision_count(),  # from the Parquet footers, not the decisions
         time.perf_counter() - started,
     )
     return history

@@ -44,8 +44,7 @@ from tests.prefect_support import (
     write_reference,
 )
 
-#: One xdist group with the other users of the session's Prefect server (conftest.py).
-pytestmark = [pytest.mark.prefect, pytest.mark.e2e, pytest.mark.xdist_group("prefect-server")]
+pytestmark = [pytest.mark.prefect, pytest.mark.e2e]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -151,13 +150,15 @@ def _properties(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_deployments_expose_their_documented_parameters(api: Api, stack: Stack) -> None:
     deployments = api.deployments()
     assert set(deployments) == {"nightly", "adjudicate-batch", "what-if"}
+    executor = {"executor", "partitions", "dask_address", "dask_workers",
+                "dask_threads_per_worker"}  # fmt: skip
     expected = {
         "nightly": {"inbox", "reference", "lake", "ruleset", "run_date", "rules_dir",
                     "source_url", "source_table", "source_secret", "lock_wait_seconds",
-                    "reports", "quality_checks"},
+                    "reports", "quality_checks", *executor},
         "adjudicate-batch": {"batch_file", "source_url", "source_table", "up_to_seq",
                              "source_secret", "reference", "lake", "ruleset", "run_date",
-                             "rules_dir", "lock_wait_seconds"},
+                             "rules_dir", "lock_wait_seconds", *executor},
         "what-if": {"date_from", "date_to", "ruleset", "lake", "reference", "rules_dir",
                     "reports_dir", "sample_size"},
     }  # fmt: skip
@@ -178,6 +179,11 @@ def test_deployments_expose_their_documented_parameters(api: Api, stack: Stack) 
         ]
     batch = _properties(deployments["adjudicate-batch"])
     assert batch["lake"]["default"] == "data/lake"
+    # The executor is a choice in the form, partitions a bounded number; the nightly
+    # deployment sets both explicitly (prefect.yaml).
+    assert batch["executor"]["enum"] == ["local", "dask"]
+    assert (batch["partitions"]["minimum"], batch["partitions"]["maximum"]) == (1, 1024)
+    assert deployments["nightly"]["parameters"] == {"executor": "local", "partitions": 1}
     assert batch["lock_wait_seconds"]["minimum"] == 1
     what_if = deployments["what-if"]["parameter_openapi_schema"]
     assert set(what_if["required"]) == {"date_from", "date_to"}

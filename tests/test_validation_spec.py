@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -454,9 +453,8 @@ def test_rows_in_equals_decided_plus_rejected(reference: Reference, ruleset_v1: 
         case_row("C6", provider_id="P002"),
     ]
     raw = read_batch_bytes(csv_bytes(rows), "csv")
-    history = dataclasses.replace(
-        History.empty(), decided_case_ids=pl.Series("case_id", ["C6"], dtype=pl.String)
-    )
+    # C6 has a decision from an earlier batch (only its case_id matters here).
+    history = History.from_decided_cases(pl.DataFrame({"case_id": ["C6"], "status": ["DENIED"]}))
     decided = decide_batch(raw, reference, ruleset_v1, history)
     assert decided.rows_in == len(rows)
     assert decided.decisions.height + decided.rejections.height == len(rows)

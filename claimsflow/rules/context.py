@@ -148,6 +148,9 @@ def _covering_span(
         "coinsurance_percent",
     ).sort("_key")
     case_key = pl.select(packed(pl.lit(member_key), pl.lit(service_date)).fill_null(-1)).to_series()
+    if ordered.is_empty():
+        # No span at all (a partition whose members are all unknown): nothing covers.
+        return ordered.drop("_key", MEMBER_KEY).clear(case_key.len())
     at = ordered["_key"].search_sorted(case_key, side="right").cast(pl.Int64) - 1
     same_member = ordered[MEMBER_KEY].gather(at.clip(lower_bound=0)) == member_key
     position = pl.select(
