@@ -223,13 +223,13 @@ def _run_lake(
 
 
 @settings(
-    max_examples=8,
+    max_examples=6,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     seed=st.integers(min_value=0, max_value=2**31 - 1),
-    cases=st.integers(min_value=1, max_value=1500),
+    cases=st.integers(min_value=1, max_value=1000),
     batches=st.integers(min_value=1, max_value=4),
     partitions=st.integers(min_value=2, max_value=9),
 )
