@@ -243,7 +243,7 @@ def process_batch_file(
     """Read, decide and record one inbox file; returns its outcome and the new history.
 
     `decide` adjudicates the validated batch; by default in this process, in one
-    piece (the partitioned executors pass their own, see flows/partitioned.py).
+    piece (the partitioned executors pass their own, see tasks/partitions.py).
     """
     prepared = prepare_batch_file(path, run, history)
     if isinstance(prepared, BatchOutcome):
