@@ -22,6 +22,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from claimsflow.reading import RAW, ROW_NUMBER
+from claimsflow.repeats import repeats_earlier_row
 from schemas.case_batch import CASE_BATCH_SCHEMA, CASE_COLUMNS
 from schemas.text_checks import cents, integer, iso_date
 
@@ -182,12 +183,10 @@ def _screen(text: pl.DataFrame, decided: pl.Series) -> pl.DataFrame:
         .select(
             *_typed_columns(),
             clean.alias(_CLEAN),
-            (pl.col("case_id").is_not_null() & ~pl.col("case_id").is_first_distinct()).alias(
-                _REPEAT
-            ),
             pl.col("case_id").is_in(decided.implode()).alias(_RESUBMITTED),
         )
         .collect()
+        .with_columns(repeats_earlier_row(text["case_id"]).alias(_REPEAT))
     )
 
 

@@ -31,13 +31,17 @@ def cents(expr: pl.Expr) -> pl.Expr:
 
     Done on the digits themselves so that no binary float ever touches money.
     """
-    whole = expr.str.extract(r"^([0-9]+)", 1)
-    frac = expr.str.extract(r"\.([0-9]{1,2})$", 1).fill_null("").str.pad_end(2, "0")
+    # Text that matches DECIMAL_2DP is ASCII: byte positions are character positions,
+    # and slices by position stand in for regex captures (half the time at scale).
+    length = expr.str.len_bytes()
+    whole_digits = expr.str.find(".", literal=True).fill_null(length)
+    whole = expr.str.slice(0, whole_digits)
+    frac = expr.str.slice(whole_digits + 1).str.pad_end(2, "0")
     # More than 13 significant integer digits cannot be a valid amount; keep
     # them out of Int64 arithmetic entirely.
-    significant = whole.str.strip_chars_start("0")
+    leading_zeros = length - expr.str.strip_chars_start("0").str.len_bytes()
     return (
-        pl.when(expr.str.contains(DECIMAL_2DP) & (significant.str.len_chars() <= 13))
+        pl.when(expr.str.contains(DECIMAL_2DP) & (whole_digits - leading_zeros <= 13))
         .then(whole.cast(pl.Int64, strict=False) * 100 + frac.cast(pl.Int64, strict=False))
         .otherwise(None)
     )

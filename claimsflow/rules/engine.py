@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from claimsflow.repeats import hash_repeated
 from claimsflow.rules.ruleset import Rule, RuleSet
 
 APPROVED, PENDED, DENIED = "APPROVED", "PENDED", "DENIED"
@@ -210,13 +211,13 @@ def duplicate_flags(
 
     Only cases whose key occurs more than once in the batch can have an earlier
     twin: the ordered window runs over those few, not over the batch. They are
-    found by a hash of the key (one integer per case, cheap to group); a hash
-    collision only adds a case to the few, where the window compares real keys.
+    found by a hash of the key (one integer per case, cheap to sort: `hash_repeated`);
+    a hash collision only adds a case to the few, where the window compares real keys.
     """
     key = list(rule.key)
     order = list(rule.order_by)
     frame = context.select(*dict.fromkeys([*key, *order])).with_columns(live.alias("_live"))
-    shared = frame.select(pl.struct(key).hash().is_duplicated().alias("_shared")).to_series()
+    shared = hash_repeated(frame.select(pl.struct(key).hash()).to_series())
     twins = (
         frame.with_row_index("_at")
         .filter(shared)

@@ -1,0 +1,112 @@
+"""The scale-driven rewrites give exactly what the plain expressions give.
+
+`cents` slices the text instead of capturing with regexes, and first-row-wins
+and the duplicate rule find repeated values by sorting hashes instead of a hash
+table (claimsflow/repeats.py). Each is checked against an oracle written
+independently, in plain Python, on generated values.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from claimsflow.repeats import hash_repeated, repeats_earlier_row
+from schemas.text_checks import cents
+
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+
+
+def cents_oracle(text: str | None) -> int | None:
+    """Spec §1: a decimal with at most 2 places, 13 significant integer digits at most."""
+    if text is None or not _AMOUNT.fullmatch(text):
+        return None
+    whole, _, frac = text.partition(".")
+    if len(whole.lstrip("0")) > 13:
+        return None
+    return int(whole) * 100 + int(frac.ljust(2, "0"))
+
+
+amount_like = st.one_of(
+    st.text(alphabet="0123456789.", max_size=20),
+    st.text(alphabet="0123456789.-+eE ,x\n\u0663\uff11", max_size=10),
+    st.builds(
+        lambda zeros, digits, frac: "0" * zeros + digits + frac,
+        st.integers(0, 25),
+        st.text(alphabet="0123456789", min_size=1, max_size=16),
+        st.sampled_from(["", ".", ".5", ".05", ".50", ".555", ".5.5"]),
+    ),
+    st.none(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(amount_like, max_size=40))
+def test_cents_matches_the_oracle(values: list[str | None]) -> None:
+    frame = pl.DataFrame({"billed_amount": values}, schema={"billed_amount": pl.String})
+    parsed = frame.select(cents(pl.col("billed_amount"))).to_series().to_list()
+    assert parsed == [cents_oracle(v) for v in values]
+
+
+def test_cents_by_hand() -> None:
+    values = ["12", "12.5", "12.05", "0012.50", "0.07", "1234567890123.99", "12345678901234"]
+    frame = pl.DataFrame({"billed_amount": [*values, "1.234", ".5", "5.", "1e3", " 1"]})
+    assert frame.select(cents(pl.col("billed_amount"))).to_series().to_list() == [
+        1200,
+        1250,
+        1205,
+        1250,
+        7,
+        123456789012399,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+def repeats_oracle(values: list[str | None]) -> list[bool]:
+    seen: set[str] = set()
+    out = []
+    for value in values:
+        out.append(value is not None and value in seen)
+        if value is not None:
+            seen.add(value)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.sampled_from(["A", "B", "C", "D", ""]), st.text()), max_size=60
+    )
+)
+def test_repeats_earlier_row_matches_the_oracle(values: list[str | None]) -> None:
+    series = pl.Series("case_id", values, dtype=pl.String)
+    assert repeats_earlier_row(series).to_list() == repeats_oracle(values)
+
+
+def test_repeats_by_hand() -> None:
+    series = pl.Series("case_id", ["C1", "C2", "C1", None, None, "C2", "C1", "C3"])
+    assert repeats_earlier_row(series).to_list() == [
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 20), max_size=80))
+def test_hash_repeated_is_occurs_more_than_once(values: list[int]) -> None:
+    series = pl.Series("h", values, dtype=pl.UInt64)
+    assert hash_repeated(series).to_list() == [values.count(v) > 1 for v in values]
