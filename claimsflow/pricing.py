@@ -9,7 +9,7 @@ different deductible) is the balance carried from span to span, one vectorised
 step per span rank, never per case.
 
 Only the approved cases' pricing columns are computed (on a narrow frame sorted
-by an integer key); the amounts are scattered back into zero-filled columns.
+by an integer key); non-approved cases carry zero amounts.
 """
 
 from __future__ import annotations
@@ -88,16 +88,26 @@ def price(decisions: pl.DataFrame, deductible_used: pl.DataFrame | None = None) 
             ).alias("paid_cents")
         )
     )
-    at = priced["_at"]
-    amounts = []
-    for name in PRICE_COLUMNS:
-        # Non-approved cases carry 0 (the amounts) or null (the balance before).
-        fill = None if name == "deductible_used_before_cents" else 0
-        column = pl.repeat(fill, decisions.height, dtype=pl.Int64, eager=True).scatter(
-            at, priced[name]
+    # Back in the cases' order: the approved cases' amounts, in order, are read by each
+    # approved case's rank among them (a sort and gathers: scatters are slower).
+    in_order = priced.select("_at", *PRICE_COLUMNS).sort("_at")
+    approved_case = pl.col("status") == APPROVED
+    # Both branches of `when` are evaluated: the rank of a case before the first
+    # approved one is clipped to 0 (and unused), and none approved reads nothing.
+    rank = (approved_case.cast(pl.Int64).cum_sum() - 1).clip(lower_bound=0)
+    read = {
+        name: pl.when(approved_case).then(
+            pl.lit(in_order[name]).gather(rank) if in_order.height else pl.lit(None, pl.Int64)
         )
-        amounts.append((column if fill is None else column.fill_null(fill)).alias(name))
-    return decisions.drop(MEMBER_KEY, strict=False).hstack(amounts)
+        for name in PRICE_COLUMNS
+    }
+    amounts = decisions.select(
+        # Non-approved cases carry 0 (an amount: null counts as 0 too) or null (the
+        # balance before).
+        (amount if name == "deductible_used_before_cents" else amount.fill_null(0)).alias(name)
+        for name, amount in read.items()
+    )
+    return decisions.drop(MEMBER_KEY, strict=False).hstack(amounts.get_columns())
 
 
 def _member_key(decisions: pl.DataFrame) -> pl.Expr:

@@ -1,19 +1,22 @@
 """The scale-driven rewrites give exactly what the plain expressions give.
 
-`cents` slices the text instead of capturing with regexes, and first-row-wins
-and the duplicate rule find repeated values by sorting hashes instead of a hash
-table (claimsflow/repeats.py). Each is checked against an oracle written
-independently, in plain Python, on generated values.
+`cents` slices the text instead of capturing with regexes; first-row-wins and
+the duplicate rule find repeated values by sorting hashes instead of a hash
+table (claimsflow/repeats.py); pricing reads the approved cases' amounts back by
+rank. Each is checked against an oracle written independently (plain Python on
+generated values) or against amounts worked out by hand.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claimsflow.pricing import PRICE_COLUMNS, price
 from claimsflow.repeats import hash_repeated, repeats_earlier_row
 from schemas.text_checks import cents
 
@@ -110,3 +113,39 @@ def test_repeats_by_hand() -> None:
 def test_hash_repeated_is_occurs_more_than_once(values: list[int]) -> None:
     series = pl.Series("h", values, dtype=pl.UInt64)
     assert hash_repeated(series).to_list() == [values.count(v) > 1 for v in values]
+
+
+def _decisions(statuses: list[str]) -> pl.DataFrame:
+    n = len(statuses)
+    return pl.DataFrame(
+        {
+            "case_id": [f"C{i}" for i in range(n)],
+            "member_id": ["M1"] * n,
+            "service_date": [dt.date(2024, 3, 1 + i) for i in range(n)],
+            "received_date": [dt.date(2024, 3, 10)] * n,
+            "billed_cents": [10_000] * n,
+            "fee_allowed_cents": [8_000] * n,
+            "units": [1] * n,
+            "annual_deductible_cents": [5_000] * n,
+            "coinsurance_percent": [20] * n,
+            "status": statuses,
+        }
+    )
+
+
+def test_amounts_go_back_to_their_cases() -> None:
+    # Allowed 80.00 each; deductible 50.00 taken by C1 (the first approved), then
+    # 30.00 left; coinsurance 20 % of the rest.
+    priced = price(_decisions(["DENIED", "APPROVED", "PENDED", "APPROVED"]))
+    assert priced.select(PRICE_COLUMNS).rows() == [
+        (0, 0, 0, 0, None),
+        (8_000, 5_000, 600, 2_400, 0),
+        (0, 0, 0, 0, None),
+        (8_000, 0, 1_600, 6_400, 5_000),
+    ]
+
+
+def test_no_approved_case_prices_to_zero() -> None:
+    priced = price(_decisions(["DENIED", "PENDED"]))
+    assert priced.schema["allowed_cents"] == pl.Int64
+    assert priced.select(PRICE_COLUMNS).rows() == [(0, 0, 0, 0, None), (0, 0, 0, 0, None)]
