@@ -116,10 +116,11 @@ def validate_batch(raw: pl.DataFrame, decided_case_ids: pl.Series | None = None)
         .group_by(ROW_NUMBER, maintain_order=True)
         .agg(pl.col("error").alias(ERRORS))
     )
-    rejected = pl.col(ROW_NUMBER).is_in(errors[ROW_NUMBER].implode())
+    # One mask for both sides (`screened` has raw's rows, in raw's order).
+    rejected = screened[ROW_NUMBER].is_in(errors[ROW_NUMBER].implode())
     return ValidatedBatch(
-        cases=screened.filter(~rejected).select(_CASE_TYPES),
-        rejections=_rejections(raw, errors),
+        cases=screened.select(_CASE_TYPES).filter(~rejected),
+        rejections=_rejections(raw.filter(rejected), errors),
     )
 
 
@@ -236,14 +237,14 @@ def _check_expressions(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> list[
     return exprs
 
 
-def _rejections(raw: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
-    """Rejected rows with their errors and raw values, in file order."""
-    rows = raw.filter(pl.col(ROW_NUMBER).is_in(errors[ROW_NUMBER].implode()))
-    if RAW in raw.columns:
+def _rejections(rows: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
+    """The rejected rows (of the raw batch) with their errors and raw values, in file
+    order."""
+    if RAW in rows.columns:
         kept = pl.col(RAW)
     else:
         # The row as read, for the rejected rows only (reading left it out).
-        read = [c for c in raw.columns if c != ROW_NUMBER]
+        read = [c for c in rows.columns if c != ROW_NUMBER]
         kept = pl.struct(read).struct.json_encode() if read else pl.lit("{}")
     return (
         rows.select(pl.col(ROW_NUMBER), pl.col("case_id"), kept.alias(RAW))

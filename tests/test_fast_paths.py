@@ -3,8 +3,9 @@
 `cents` slices the text instead of capturing with regexes; first-row-wins and
 the duplicate rule find repeated values by sorting hashes instead of a hash
 table (claimsflow/repeats.py); pricing reads the approved cases' amounts back by
-rank. Each is checked against an oracle written independently (plain Python on
-generated values) or against amounts worked out by hand.
+rank; a case's coverage span is found one span rank at a time. Each is checked
+against an oracle written independently (plain Python on generated values) or
+against amounts worked out by hand.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import datetime as dt
 import re
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from claimsflow.pricing import PRICE_COLUMNS, price
 from claimsflow.repeats import hash_repeated, repeats_earlier_row
+from claimsflow.rules import context
+from claimsflow.rules.context import MEMBER_KEY
 from schemas.text_checks import cents
 
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
@@ -149,3 +153,64 @@ def test_no_approved_case_prices_to_zero() -> None:
     priced = price(_decisions(["DENIED", "PENDED"]))
     assert priced.schema["allowed_cents"] == pl.Int64
     assert priced.select(PRICE_COLUMNS).rows() == [(0, 0, 0, 0, None), (0, 0, 0, 0, None)]
+
+
+span_world = st.lists(  # per member: the lengths of its spans, then the gap after each
+    st.lists(st.tuples(st.integers(1, 40), st.integers(0, 5)), min_size=1, max_size=12),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    span_world,
+    st.lists(st.tuples(st.integers(-1, 6), st.integers(-5, 400)), max_size=40),
+    st.booleans(),
+)
+def test_covering_span_matches_the_oracle(
+    world: list[list[tuple[int, int]]],
+    cases: list[tuple[int, int]],
+    by_search: bool,
+) -> None:
+    """Each case finds its member's span that starts on or before its day (and
+    covers it or not: the caller checks the end), the latest such; by one step per
+    span rank, or (`by_search`) by binary search."""
+    day0 = dt.date(2024, 1, 1)
+    rows = []  # member, start, end (days from day0), spans listed out of order
+    for member, lengths in enumerate(world):
+        start = 0
+        for length, gap in lengths:
+            rows.append((member, start, start + length - 1))
+            start += length + gap
+    rows.reverse()
+    spans = pl.DataFrame(
+        {
+            MEMBER_KEY: [m for m, _, _ in rows],
+            "coverage_start": [day0 + dt.timedelta(days=s) for _, s, _ in rows],
+            "coverage_end": [day0 + dt.timedelta(days=e) for _, _, e in rows],
+            "deductible_cents": [m * 1000 + s for m, s, _ in rows],
+            "coinsurance_percent": [20] * len(rows),
+        },
+        schema_overrides={MEMBER_KEY: pl.UInt32},
+    )
+    known = [(m if 0 <= m < len(world) else None, d) for m, d in cases]
+    member_key = pl.Series(MEMBER_KEY, [m for m, _ in known], dtype=pl.UInt32)
+    service = pl.Series("service_date", [day0 + dt.timedelta(days=d) for _, d in known])
+
+    def oracle(member: int | None, day: int) -> int | None:
+        starts = [s for m, s, _ in rows if m == member and s <= day]
+        return None if not starts else max(starts)
+
+    limit = 0 if by_search else context.UNROLLED_SPANS
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(context, "UNROLLED_SPANS", limit)
+        found = context._covering_span(service, member_key, spans)
+    expected = [oracle(m, d) for m, d in known]
+    assert found["coverage_start"].to_list() == [
+        None if s is None else day0 + dt.timedelta(days=s) for s in expected
+    ]
+    assert found["annual_deductible_cents"].to_list() == [
+        None if s is None or m is None else m * 1000 + s
+        for (m, _), s in zip(known, expected, strict=True)
+    ]

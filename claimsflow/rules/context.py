@@ -128,35 +128,68 @@ def _covering_span(
     """Per case, the latest span of its member starting on or before its service date.
 
     Spans of one member never overlap (checked on load), so that span is the only
-    one that can cover the date. Spans and cases are keyed by one integer (member,
-    then day) and each case finds its span by binary search in the sorted span
-    keys: no sort of the cases and no join on text.
+    one that can cover the date. Spans are sorted by (member, start); a member's
+    spans are a run of that order, found by the member's integer key. Members have
+    a few spans each: for each rank of span within a member, one vectorised step
+    counts the cases' spans starting on or before their date (no sort of the cases,
+    no join on text). Past UNROLLED_SPANS spans for one member, a binary search of
+    packed (member, day) keys does it instead.
     """
-    starts = [d for d in (spans["coverage_start"].min(), service_date.min()) if d is not None]
-    first_day = pl.lit(min(starts) if starts else 0).cast(pl.Date).cast(pl.Int64)
-
-    def packed(member: pl.Expr, day: pl.Expr) -> pl.Expr:
-        # Days from the earliest date fit in 32 bits, member numbers in 31.
-        return member.cast(pl.Int64) * (1 << 32) + (day.cast(pl.Int64) - first_day)
-
     ordered = spans.select(
-        packed(pl.col(MEMBER_KEY), pl.col("coverage_start")).alias("_key"),
-        MEMBER_KEY,
+        pl.col(MEMBER_KEY).cast(pl.Int64),
         "coverage_start",
         "coverage_end",
         pl.col("deductible_cents").alias("annual_deductible_cents"),
         "coinsurance_percent",
-    ).sort("_key")
-    case_key = pl.select(packed(pl.lit(member_key), pl.lit(service_date)).fill_null(-1)).to_series()
+    ).sort(MEMBER_KEY, "coverage_start")
     if ordered.is_empty():
         # No span at all (a partition whose members are all unknown): nothing covers.
-        return ordered.drop("_key", MEMBER_KEY).clear(case_key.len())
-    at = ordered["_key"].search_sorted(case_key, side="right").cast(pl.Int64) - 1
-    same_member = ordered[MEMBER_KEY].gather(at.clip(lower_bound=0)) == member_key
-    position = pl.select(
+        return ordered.drop(MEMBER_KEY).clear(service_date.len())
+    keys = pl.int_range(ordered.select(pl.col(MEMBER_KEY).max() + 1).item(), eager=True)
+    first = ordered[MEMBER_KEY].search_sorted(keys, side="left").cast(pl.Int64)
+    count = ordered[MEMBER_KEY].search_sorted(keys, side="right").cast(pl.Int64) - first
+    most: int = count.to_frame().max().item()
+    cases = pl.DataFrame({"member": member_key.cast(pl.Int64), "day": service_date})
+    if most > UNROLLED_SPANS:
+        position = _span_by_search(cases, ordered)
+    else:
+        starts, last = pl.lit(ordered["coverage_start"]), ordered.height - 1
+        at = pl.lit(first).gather(pl.col("member"))
+        spans_of_member = pl.lit(count).gather(pl.col("member"))
+        # A member's spans in start order: those starting on or before the day are a
+        # prefix of them, and the last of that prefix is the answer.
+        started = pl.sum_horizontal(
+            (
+                (spans_of_member > rank)
+                & (starts.gather((at + rank).clip(upper_bound=last)) <= pl.col("day"))
+            ).cast(pl.Int64)
+            for rank in range(most)
+        )
+        position = cases.select(pl.when(started > 0).then(at + started - 1)).to_series()
+    return ordered.drop(MEMBER_KEY).select(pl.all().gather(position))
+
+
+#: Spans of one member up to which `_covering_span` takes one step per span rank.
+UNROLLED_SPANS = 8
+
+
+def _span_by_search(cases: pl.DataFrame, ordered: pl.DataFrame) -> pl.Series:
+    """Per case (member, day), the row of `ordered` (sorted by member, start) of the
+    latest span of its member starting on or before the day, by binary search."""
+    days = [d for d in (ordered["coverage_start"].min(), cases["day"].min()) if d is not None]
+    base = pl.lit(min(days)).cast(pl.Date).cast(pl.Int64)
+
+    def packed(member: pl.Expr, day: pl.Expr) -> pl.Expr:
+        # Days from the earliest date fit in 32 bits, member numbers in 31.
+        return member * (1 << 32) + (day.cast(pl.Int64) - base)
+
+    span_key = ordered.select(packed(pl.col(MEMBER_KEY), pl.col("coverage_start"))).to_series()
+    case_key = cases.select(packed(pl.col("member"), pl.col("day")).fill_null(-1)).to_series()
+    at = span_key.search_sorted(case_key, side="right").cast(pl.Int64) - 1
+    same_member = ordered[MEMBER_KEY].gather(at.clip(lower_bound=0)) == cases["member"]
+    return pl.select(
         pl.when(pl.lit(at) >= 0).then(pl.when(pl.lit(same_member)).then(pl.lit(at)))
     ).to_series()
-    return ordered.drop("_key", MEMBER_KEY).select(pl.all().gather(position))
 
 
 _KEY_HASH = "_key_hash"
