@@ -200,7 +200,7 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
             (
                 f"memory per case flat, {small:,} -> {big:,}",
                 f"{a:,.0f} -> {b:,.0f} bytes/case ({drift:.2f}x)",
-                "met" if 0.8 <= drift <= 1.25 else f"missed: {drift:.2f}x (flat = within ±25%)",
+                _flat(drift),
             )
         )
     rate = f.core_rate()
@@ -339,3 +339,13 @@ def update_doc(path: Path, section: str) -> None:
             path.write_text(head + section + tail, encoding="utf-8")
             return
     path.write_text(TEMPLATE.format(section=section), encoding="utf-8")
+
+
+def _flat(drift: float) -> str:
+    """Memory per case is flat when it does not grow with the batch (at most +25 %).
+    Falling per case is fixed costs (buffers, thread pools) spread over more cases."""
+    if drift > 1.25:
+        return f"missed: grows {drift:.2f}x (flat = at most +25%)"
+    if drift < 0.8:
+        return f"met: falls {drift:.2f}x (fixed costs spread over more cases)"
+    return "met"

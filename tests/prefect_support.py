@@ -7,10 +7,12 @@ settings of its own and cannot pick up a developer's profile by accident.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -220,3 +222,43 @@ def settled(probe: Callable[[], object], quiet: float = 3.0, timeout: float = 90
         now = probe()
         if now != last:
             last, since = now, time.monotonic()
+
+
+def adjudicate_run_command(
+    inbox: Path, reference: Path, lake: Path, reports: Path, *options: str
+) -> list[str]:
+    """`adjudicate run` of this interpreter's install on one world, rule set v1, without
+    the data-quality gate (not what the process-level tests are about)."""
+    return [
+        str(Path(sys.executable).with_name("adjudicate")),
+        "run",
+        "--no-checks",
+        "--inbox",
+        str(inbox),
+        "--reference",
+        str(reference),
+        "--lake",
+        str(lake),
+        "--reports",
+        str(reports),
+        "--ruleset",
+        "1",
+        *options,
+    ]
+
+
+def cli_environment(
+    server: Stack, prefect_home: Path, extra: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """The environment of an `adjudicate` subprocess on the session's Prefect server:
+    this one's, without any CLAIMS_ or PREFECT_API setting, with its own Prefect home."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))
+    }
+    environment.update(
+        extra,
+        PREFECT_HOME=str(prefect_home),
+        PREFECT_API_URL=server.api_url,
+        COLUMNS="200",
+    )
+    return environment

@@ -13,10 +13,8 @@ timestamps. One scenario goes through the real `adjudicate run` command.
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from tests.lake_runner import (
     run_lake,
     start_process,
 )
+from tests.prefect_support import adjudicate_run_command, cli_environment
 
 BATCH_FILES = ("a_first.csv", "b_broken.parquet", "c_second.jsonl", "d_third.csv", "e_copy.csv")
 TABLE_FILES = sorted(f"{table}.parquet" for table in eventlog.BATCH_TABLES)
@@ -351,26 +350,6 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`adjudicate run` on the world's inbox, with its own Prefect home, on the
     session's Prefect server (a killed run's flow run stays Running there)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))}
-    env.update(
-        crash,
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_API_URL=server.api_url,
-        COLUMNS="200",
-    )
-    command = [
-        str(Path(sys.executable).with_name("adjudicate")),
-        "run",
-        "--no-checks",  # the data-quality gate is not what a crash test is about
-        "--inbox",
-        str(world.inbox),
-        "--reference",
-        str(world.reference),
-        "--lake",
-        str(lake),
-        "--reports",
-        str(tmp_path / "reports"),
-        "--ruleset",
-        "1",
-    ]
+    env = cli_environment(server, tmp_path / "prefect-home", crash)
+    command = adjudicate_run_command(world.inbox, world.reference, lake, tmp_path / "reports")
     return run_in_own_session(command, env, tmp_path)

@@ -13,9 +13,7 @@ it is compared with is the one-piece pipeline on the same inbox and reference.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from claimsflow.reference import load_reference
 from claimsflow.rules.ruleset import load_ruleset
 from flows.serving import Stack
 from tests.conftest import RULESET_V1
+from tests.prefect_support import adjudicate_run_command, cli_environment
 
 pytestmark = [pytest.mark.prefect, pytest.mark.e2e, pytest.mark.slow]
 
@@ -86,35 +85,18 @@ def run_dask(
     env: Mapping[str, str] = {},
     cluster: tuple[str, ...] = ("--dask-workers", "2"),
 ) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))
-    }
-    environment.update(
-        env,
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_API_URL=server.api_url,
-        COLUMNS="200",
-    )
-    command = [
-        str(Path(sys.executable).with_name("adjudicate")),
-        "run",
-        "--no-checks",
-        "--inbox",
-        str(world.inbox),
-        "--reference",
-        str(world.reference),
-        "--lake",
-        str(lake),
-        "--reports",
-        str(tmp_path / "reports"),
-        "--ruleset",
-        "1",
+    environment = cli_environment(server, tmp_path / "prefect-home", env)
+    command = adjudicate_run_command(
+        world.inbox,
+        world.reference,
+        lake,
+        tmp_path / "reports",
         "--executor",
         "dask",
         "--partitions",
         "3",
         *cluster,
-    ]
+    )
     return subprocess.run(
         command,
         env=environment,
