@@ -225,14 +225,14 @@ def settled(probe: Callable[[], object], quiet: float = 3.0, timeout: float = 90
 
 
 def adjudicate_run_command(
-    inbox: Path, reference: Path, lake: Path, reports: Path, *options: str
+    inbox: Path, reference: Path, lake: Path, reports: Path, *options: str, gate: bool = False
 ) -> list[str]:
-    """`adjudicate run` of this interpreter's install on one world, rule set v1, without
-    the data-quality gate (not what the process-level tests are about)."""
+    """`adjudicate run` of this interpreter's install on one world, rule set v1; without
+    the data-quality gate unless `gate` (most process-level tests are not about it)."""
     return [
         str(Path(sys.executable).with_name("adjudicate")),
         "run",
-        "--no-checks",
+        *([] if gate else ["--no-checks"]),
         "--inbox",
         str(inbox),
         "--reference",

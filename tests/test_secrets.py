@@ -14,8 +14,6 @@ accepted and ignored) plays the staging database.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +45,7 @@ from claimsflow.sql_source import (
 from flows.serving import Stack
 from tests.batch_helpers import CASE_HEADER, MEMBERS_CSV, case_row, csv_bytes, write_reference
 from tests.lake_runner import RULESET_V1, run_in_own_session
-from tests.prefect_support import Api, settled
+from tests.prefect_support import Api, adjudicate_run_command, cli_environment, settled
 
 CANARY = "Zq7@hunter2-CANARY"  # the fake password; "%40" in a URL
 ENCODED = CANARY.replace("@", "%40")
@@ -261,31 +259,18 @@ def test_adjudicate_run_keeps_the_password_and_personal_data_out_of_everything(
         ",".join(CASE_HEADER).encode() + b'\nB1,"' + MEMBER.encode() + b'"x,P001\n'
     )
     reference = write_reference(tmp_path / "reference", members=members_csv())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_API"))}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_API_URL=prefect_server.api_url,
-        COLUMNS="200",
-        PREFECT_LOGGING_LEVEL="DEBUG",
-    )
-    command = [
-        str(Path(sys.executable).with_name("adjudicate")),
-        "run",
-        "--inbox",
-        str(inbox),
-        "--reference",
-        str(reference),
-        "--lake",
-        str(lake),
-        "--ruleset",
-        "1",
-        "--reports",
-        str(tmp_path / "reports"),
+    env = cli_environment(prefect_server, home, {"PREFECT_LOGGING_LEVEL": "DEBUG"})
+    command = adjudicate_run_command(
+        inbox,
+        reference,
+        lake,
+        tmp_path / "reports",
         "--source-url",
         secret_url(),
         "--source-table",
         staging_table,
-    ]
+        gate=True,
+    )
     result = run_in_own_session(command, env, tmp_path)
 
     assert result.returncode == 1, result.stderr[-3000:]  # rows and a batch rejected
