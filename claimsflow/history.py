@@ -50,6 +50,7 @@ DECIDED_SCHEMA: dict[str, pl.DataType] = {
 MEMBER_YEAR = ["member_id", "service_year"]
 _CASE_SCHEMA = {c: DECIDED_SCHEMA[c] for c in CASE_KEY_COLUMNS}
 _HASH = "_case_hash"
+_KEY_HASH = "_key_hash"
 _SERVICE_YEAR = pl.col("service_date").dt.year().cast(pl.Int32).alias("service_year")
 # Reads of the log run on the streaming engine: a filter over many recorded batches
 # then holds a few row groups at a time, not the columns it reads.
@@ -205,12 +206,9 @@ class _Batch:
         """The rows that share a key with the batch (and, rarely, a row whose key only
         hashes alike: `sharing_a_key` then compares the keys)."""
         matches = [
-            rows.join(
-                _frame(hashes, _HASH),
-                left_on=pl.struct(list(key)).hash(),
-                right_on=_HASH,
-                how="semi",
-            )
+            rows.with_columns(pl.struct(list(key)).hash().alias(_KEY_HASH))
+            .join(_frame(hashes, _KEY_HASH), on=_KEY_HASH, how="semi")
+            .drop(_KEY_HASH)
             for key, hashes in zip(self.keys, self.key_hashes, strict=True)
         ]
         return matches[0] if len(matches) == 1 else pl.concat(matches).unique()
@@ -350,7 +348,7 @@ def _latest_used(lake: Location, batch: _Batch, used: list[pl.DataFrame]) -> lis
     found = (
         scan_table(lake, "decisions")
         .select(_case_hash())
-        .join(_frame(seen, _HASH), on=_HASH, how="semi")
+        .filter(pl.col(_HASH).is_in(seen.implode()))
         .collect(engine=_STREAMING)[_HASH]
     )
     if found.len() == seen.len():  # one decision each: nothing to replace
