@@ -170,8 +170,16 @@ class Api:
         return found
 
     def flow_runs(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._json(self.client.post("/flow_runs/filter", json={}))
-        return found
+        """Every flow run of the server, page by page: the session's server holds more
+        than one page (the API returns 200 at most per call)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            body = {"sort": "ID_DESC", "limit": 200, "offset": len(found)}
+            response = self.client.post("/flow_runs/filter", json=body)
+            page: list[dict[str, Any]] = self._json(response)
+            found += page
+            if len(page) < 200:
+                return found
 
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
         body = {"flow_runs": {"id": {"any_": [run_id]}}}
