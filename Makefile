@@ -8,20 +8,33 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint typecheck unit bench clean serve stop hooks security audit dist
+.PHONY: install run test lint typecheck unit bench clean serve stop hooks security audit dist wheel-check
 
 install: $(STAMP)
 
+# Bytecode is compiled at install (--compile-bytecode, compileall): where Python may not
+# write it (PYTHONDONTWRITEBYTECODE, a read-only site-packages) every command would
+# otherwise compile Prefect, Pandera and pandas from source: ~20 s of CPU per `adjudicate
+# run` on this machine, two thirds of an empty run's time (docs/benchmarks.md).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(UV) pip install --quiet --python $(BIN)/python -c constraints.txt \
+	$(UV) pip install --quiet --python $(BIN)/python -c constraints.txt --compile-bytecode \
 		-e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m compileall -q claimsflow schemas tasks flows adjudicate
 	touch $(STAMP)
 
+# The nightly run, then the examiners' review files of data/reviews/ in name order
+# (the sample's decides some of the cases the run pends; a file seen before is SKIPPED).
+# Exit 0 or 1 (something rejected) is a run that worked; anything else stops here.
 run: install
 	$(BIN)/adjudicate generate --out data --if-empty
-	$(BIN)/adjudicate run; status=$$?; [ $$status -le 1 ] || exit $$status
+	$(BIN)/adjudicate run --quiet-seconds 0; status=$$?; [ $$status -le 1 ] || exit $$status
+	for review in data/reviews/*.csv; do \
+		[ -e "$$review" ] || continue; \
+		$(BIN)/adjudicate review "$$review"; status=$$?; [ $$status -le 1 ] || exit $$status; \
+	done; \
+	$(BIN)/adjudicate pended
 
 # The pre-commit hooks over every tracked file, without installing git hooks:
 # ruff (lint with security rules, format check), mypy strict, detect-secrets,
@@ -34,7 +47,7 @@ typecheck: install
 
 # Every test, with the coverage gate (fail_under in pyproject.toml).
 unit: install
-	$(BIN)/pytest -q --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+	$(BIN)/pytest -q -n 2 --dist loadgroup --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
 test: lint unit
 
@@ -53,6 +66,10 @@ audit: install
 dist: install
 	$(UV) build --out-dir dist
 
+# The wheel in a fresh venv outside the checkout: generate + run (CI runs it too).
+wheel-check: install
+	.ci/wheel-check
+
 bench: install
 	$(BIN)/python -m bench
 
@@ -64,10 +81,10 @@ PORT ?= 4200
 
 serve: install
 	$(BIN)/adjudicate generate --out data --if-empty
-	$(BIN)/python -m flows.serving start --host $(HOST) --port $(PORT)
+	$(BIN)/python -m adjudicate.serving start --host $(HOST) --port $(PORT)
 
 stop:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m flows.serving stop; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m adjudicate.serving stop; fi
 
 clean:
 	rm -rf $(VENV) .prefect .mypy_cache .ruff_cache .pytest_cache

@@ -15,9 +15,9 @@ from typing import Any
 import polars as pl
 
 from bench.conditions import zen_condition
-from claimsflow.pipeline import BatchDecision
-from claimsflow.rules.context import CONTEXT_SCHEMA
-from claimsflow.rules.ruleset import RuleSet
+from claimsflow.core.decide import BatchDecision
+from claimsflow.core.rules.context import CONTEXT_SCHEMA
+from claimsflow.core.rules.ruleset import RuleSet
 
 
 def _input_name(rule_id: str) -> str:

@@ -3,13 +3,13 @@
     python -m bench.log_memory              # a 100,000-case batch; 0 vs 2M decisions
     python -m bench.log_memory --log-decisions 100000 --batch-cases 20000 --runs 1  # quick
 
-One generated sample (`claimsflow.generate.write_sample`: the log's cases and the
+One generated sample (`claimsflow.tools.generate.write_sample`: the log's cases and the
 batch share members and providers) is split into batches of `--batch-cases`, which
 are recorded into a lake one after the other, as a nightly run would, until it holds
 `--log-decisions`. A CSV batch not recorded is then decided by `bench.workloads.core`
 in a fresh interpreter (peak RSS is the child's own, read with wait4) against a copy
 of an empty lake and a copy of the full one, `--runs` times each. The history a
-batch reads stays in the log (claimsflow/history.py), so the peak should not depend
+batch reads stays in the log (claimsflow/lake/history.py), so the peak should not depend
 on the log's size: exits 1 when the median peak against the full log exceeds the
 empty lake's by more than `--tolerance`. Results: docs/benchmarks.md, "Memory and
 the size of the log".
@@ -41,13 +41,14 @@ def build(work: Path, log_decisions: int, batch_cases: int) -> dict[str, Any]:
     """Make the sample and the full lake (or reuse them); the lake, the batch to
     decide and the lake's number of decisions. Runs in a child process of its own
     (`--build`): a child's peak RSS counts from its parent's at the fork."""
-    from claimsflow import eventlog
-    from claimsflow.generate import write_sample
-    from claimsflow.history import History
-    from claimsflow.pipeline import RunContext, discover_inbox, process_batch_file
-    from claimsflow.reference import load_reference
-    from claimsflow.rules.ruleset import load_ruleset
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.ruleset import load_ruleset
+    from claimsflow.ingest.inbox import discover_inbox
+    from claimsflow.lake import eventlog
+    from claimsflow.lake.history import LakeHistory
+    from claimsflow.pipeline.batch import RunContext, process_batch
     from claimsflow.settings import RULES_DIR
+    from claimsflow.tools.generate import write_sample
 
     data, lake, done = work / "data", work / "log-lake", work / "log-lake.done"
     if not done.exists():
@@ -64,12 +65,12 @@ def build(work: Path, log_decisions: int, batch_cases: int) -> dict[str, Any]:
             uuid.uuid4().hex,
         )
         eventlog.ensure_lake(lake)
-        history, decided = History.from_lake(lake), 0
+        decided = 0
         for path in discover_inbox(data / "inbox")[0]:
             if decided >= log_decisions:
                 break
             started = time.perf_counter()
-            outcome, history = process_batch_file(path, run, history)
+            outcome = process_batch(path, run)
             decided += outcome.rows_decided
             seconds = time.perf_counter() - started
             print(f"  {path.name}: {outcome.rows_decided:,} decided, {seconds:.1f}s", flush=True)
@@ -77,7 +78,7 @@ def build(work: Path, log_decisions: int, batch_cases: int) -> dict[str, Any]:
     recorded = set(eventlog.scan_table(lake, "batch").select("source").collect()["source"])
     inbox = discover_inbox(data / "inbox")[0]
     batch = next(p for p in inbox if p.name not in recorded and p.suffix == ".csv")
-    decisions = History.from_lake(lake).decision_count()
+    decisions = LakeHistory(lake).decision_count()
     return {"data": str(data), "lake": str(lake), "batch": str(batch), "decisions": decisions}
 
 

@@ -4,7 +4,7 @@ What a straightforward implementation would do: validate each text row with
 `re` and `datetime`, look its member, provider and fee up in dicts, evaluate
 each rule's condition (the same compiled conditions, interpreted per case with
 SQL's NULL semantics, see bench/conditions.py), keep the duplicate keys and the
-deductible balances in dicts, and price each case. Only the shape checks of
+deductible and out-of-pocket balances in dicts, and price each case. Only the shape checks of
 spec §1 that the generated data exercises are written out; the result is
 compared with the pipeline's on the same rows.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.conditions import Predicate, python_condition
-from claimsflow.reference import Reference
-from claimsflow.rules.engine import APPROVED, DENIED, PENDED
-from claimsflow.rules.ruleset import RuleSet
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.vocabulary import APPROVED, DENIED, PENDED
 
 _CASE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -119,6 +119,7 @@ class RowAtATime:
             "first_coverage_start": spans[0]["coverage_start"] if spans else None,
             "annual_deductible_cents": span["deductible_cents"] if covered and span else None,
             "coinsurance_percent": span["coinsurance_percent"] if covered and span else None,
+            "oop_max_cents": span["oop_max_cents"] if covered and span else None,
             "provider_known": provider is not None,
             "provider_status": provider["provider_status"] if provider else None,
             "in_network": provider["in_network"] if provider else None,
@@ -163,9 +164,11 @@ class RowAtATime:
         return self._priced(decided)
 
     def _priced(self, decided: list[tuple[dict[str, Any], list[int], str]]) -> list[LoopDecision]:
-        # Spec §5: the deductible is taken in (service_date, received_date, case_id) order.
+        # Spec §5: the deductible and the out-of-pocket maximum are used up in
+        # (service_date, received_date, case_id) order.
         decided.sort(key=lambda d: (d[0]["service_date"], d[0]["received_date"], d[0]["case_id"]))
         used: dict[tuple[str, int], int] = {}
+        spent: dict[tuple[str, int], int] = {}
         result = []
         for case, fired, status in decided:
             codes = tuple(self.ruleset.rules[i].reason_code for i in fired)
@@ -177,9 +180,18 @@ class RowAtATime:
                 allowed = min(case["billed_cents"], fee * case["units"])
                 key = (case["member_id"], case["service_date"].year)
                 before = used.get(key, 0)
-                deductible = min(allowed, max(0, case["annual_deductible_cents"] - before))
+                # No covering span (a rule set without the member rules): no terms.
+                annual = case["annual_deductible_cents"] or 0
+                deductible = min(allowed, max(0, annual - before))
+                coinsurance = (
+                    (allowed - deductible) * (case["coinsurance_percent"] or 0) + 50
+                ) // 100
+                if case["oop_max_cents"] is not None:
+                    room = max(0, case["oop_max_cents"] - spent.get(key, 0))
+                    deductible = min(deductible, room)
+                    coinsurance = min(coinsurance, room - deductible)
                 used[key] = before + deductible
-                coinsurance = ((allowed - deductible) * case["coinsurance_percent"] + 50) // 100
+                spent[key] = spent.get(key, 0) + deductible + coinsurance
                 paid = allowed - deductible - coinsurance
             result.append(LoopDecision(case["case_id"], status, codes, paid))
         return result

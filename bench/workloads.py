@@ -44,12 +44,47 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def generate(out: str, cases: int, batches: int, seed: int) -> Result:
-    from claimsflow.generate import write_sample
+def generate(out: str, cases: int, batches: int, seed: int, **shape: Any) -> Result:
+    """Sample data; `shape` (members, providers, procedures, member_skew) as write_sample."""
+    from claimsflow.tools.generate import write_sample
 
     started = time.perf_counter()
-    files = write_sample(Path(out), cases=cases, batches=batches, seed=seed)
+    files = write_sample(Path(out), cases=cases, batches=batches, seed=seed, **shape)
     return {"seconds": time.perf_counter() - started, "files": [str(p) for p in files]}
+
+
+def generate_lifecycle(out: str, cases: int, seed: int) -> Result:
+    """The lifecycle comparison's data (issue 16): an earlier batch of cases / 10 cases,
+    then one batch of `cases` in two versions: `with.csv`, ~1% of whose rows correct
+    cases of the earlier batch (spec §9), read with `reference/` (out-of-pocket
+    maxima on two spans in three); and `without.csv`, the same rows before the
+    corrections were drawn, without the correction columns, read with
+    `reference-plain/` (no oop_max column). Both are timed after the earlier batch."""
+    from claimsflow.tools.generate import case_frame, reference_frames, with_corrections
+
+    started = time.perf_counter()
+    folder = Path(out)
+    earlier = max(1_000, cases // 10)
+    members, providers, fees = reference_frames(max(20, cases // 20), max(10, cases // 100), seed)
+    for name, plain in (("reference", False), ("reference-plain", True)):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (members.drop("oop_max") if plain else members).write_csv(folder / name / "members.csv")
+        providers.write_csv(folder / name / "providers.csv")
+        fees.write_csv(folder / name / "fee_schedule.csv")
+    frame = case_frame(earlier + cases, members, providers, fees, seed)
+    frame.head(earlier).write_csv(folder / "earlier.csv")
+    frame.slice(earlier).write_csv(folder / "without.csv")
+    corrected = with_corrections(frame, cases, seed, first_batch_rows=earlier).slice(earlier)
+    corrected.write_csv(folder / "with.csv")
+    corrections = corrected.filter(pl.col("claim_frequency") != "1").height
+    return {"seconds": time.perf_counter() - started, "corrections": corrections}
+
+
+def core_after(earlier: str, batch: str, reference: str, lake: str) -> Result:
+    """The core on `batch` in a lake that holds `earlier` (recorded first, not timed):
+    the batch reads its history (resubmissions, duplicates, balances, the originals
+    its corrections name) from the log, as a nightly batch does."""
+    return core(batch, reference, lake, earlier=earlier)
 
 
 def floor(batch: str, out: str) -> Result:
@@ -68,30 +103,32 @@ def floor_streaming(batch: str, out: str) -> Result:
     return timer.read() | {"rows": rows}
 
 
-def core(batch: str, reference: str, lake: str) -> Result:
-    """The pipeline core on one batch file: ingest, validate, adjudicate, price, write events."""
-    from claimsflow import eventlog
-    from claimsflow.history import History
-    from claimsflow.pipeline import RunContext, process_batch_file
-    from claimsflow.reference import load_reference
-    from claimsflow.rules.ruleset import load_ruleset
+def core(batch: str, reference: str, lake: str, earlier: str | None = None) -> Result:
+    """The pipeline core on one batch file: ingest, validate, adjudicate, price, write
+    events; after `earlier` is recorded in the same lake (set-up, not timed), if given."""
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.ruleset import load_ruleset
+    from claimsflow.lake import eventlog
+    from claimsflow.pipeline.batch import RunContext, process_batch
 
     setup_started = time.perf_counter()
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
     eventlog.ensure_lake(Path(lake))
-    history = History.from_lake(Path(lake))
     run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
+    if earlier is not None:
+        process_batch(Path(earlier), run)
     setup_seconds = time.perf_counter() - setup_started
     rss_before = rss_bytes()
     timer = Timer()
-    outcome, _ = process_batch_file(Path(batch), run, history)
+    outcome = process_batch(Path(batch), run)
     return timer.read() | {
         "setup_seconds": setup_seconds,
         "rss_before": rss_before,
         "rows": outcome.rows_in,
         "decided": outcome.rows_decided,
         "rejected": outcome.rows_rejected,
+        "voided_originals": outcome.voided_originals,
         "by_status": outcome.by_status,
         "status": outcome.status,
     }
@@ -105,18 +142,20 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
 
     import distributed
 
-    from claimsflow import eventlog
-    from claimsflow.history import History
-    from claimsflow.partitioning import PartitionResult, decide_in_partitions, decide_partition
-    from claimsflow.pipeline import PreparedBatch, RunContext, process_batch_file
-    from claimsflow.reference import load_reference
-    from claimsflow.rules.ruleset import RuleSet, load_ruleset
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+    from claimsflow.lake import eventlog
+    from claimsflow.pipeline.batch import PreparedBatch, RunContext, process_batch
+    from claimsflow.pipeline.partitioning import (
+        PartitionResult,
+        decide_in_partitions,
+        decide_partition,
+    )
 
     setup_started = time.perf_counter()
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
     eventlog.ensure_lake(Path(lake))
-    history = History.from_lake(Path(lake))
     run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
     with (
         distributed.LocalCluster(  # type: ignore[no-untyped-call]
@@ -129,7 +168,7 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
         distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         # Each worker imports the core once, on its first part: set-up, not the batch.
-        client.run(importlib.import_module, "claimsflow.partitioning")
+        client.run(importlib.import_module, "claimsflow.pipeline.partitioning")
         setup_seconds = time.perf_counter() - setup_started
 
         def run_parts(folders: list[Path], rules: RuleSet) -> list[PartitionResult]:
@@ -137,11 +176,11 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
             return list(client.gather(futures))
 
         def decide(prepared: PreparedBatch) -> Any:
-            return decide_in_partitions(prepared, run, history, workers, run_parts)
+            return decide_in_partitions(prepared, run, workers, run_parts)
 
         rss_before = rss_bytes()
         timer = Timer()
-        outcome, _ = process_batch_file(Path(batch), run, history, decide)
+        outcome = process_batch(Path(batch), run, decide)
         measured = timer.read()
         worker_peaks = client.run(rss_bytes)
     return measured | {
@@ -157,16 +196,17 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
 
 
 def stages(batch: str, reference: str, lake: str) -> Result:
-    """The core stage by stage (same calls as process_batch_file), for the profile table."""
-    from claimsflow import eventlog
-    from claimsflow.pipeline import BatchDecision, batch_events, batch_id_of_bytes
-    from claimsflow.pricing import price
-    from claimsflow.reading import read_batch_bytes
-    from claimsflow.reference import load_reference
-    from claimsflow.rules.context import adjudication_context
-    from claimsflow.rules.engine import adjudicate
-    from claimsflow.rules.ruleset import load_ruleset
-    from claimsflow.validation import validate_batch
+    """The core stage by stage (same calls as process_batch), for the profile table."""
+    from claimsflow.core.decide import BatchDecision
+    from claimsflow.core.pricing import price
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.context import adjudication_context
+    from claimsflow.core.rules.engine import adjudicate
+    from claimsflow.core.rules.ruleset import load_ruleset
+    from claimsflow.core.validation import validate_batch
+    from claimsflow.ingest.reading import read_batch_bytes
+    from claimsflow.lake import eventlog
+    from claimsflow.pipeline.batch import batch_events, batch_id_of_bytes
 
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
@@ -212,9 +252,9 @@ def stages(batch: str, reference: str, lake: str) -> Result:
 
 def twin(batch: str, reference: str, out: str) -> Result:
     """The DuckDB twin: the same rule set as one SQL query over the Parquet batch."""
-    from claimsflow.reference import load_reference
-    from claimsflow.rules.ruleset import load_ruleset
-    from claimsflow.sql_twin import write_twin_decisions
+    from bench.sql_twin import write_twin_decisions
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.ruleset import load_ruleset
 
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
@@ -224,16 +264,16 @@ def twin(batch: str, reference: str, out: str) -> Result:
 
 
 def _sample_decision(batch: str, reference: str) -> tuple[Any, Any, Any]:
-    from claimsflow.history import History
-    from claimsflow.pipeline import decide_batch
-    from claimsflow.reading import read_batch_bytes
-    from claimsflow.reference import load_reference
-    from claimsflow.rules.ruleset import load_ruleset
+    from claimsflow.core.history import MemoryHistory
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.ruleset import load_ruleset
+    from claimsflow.ingest.reading import read_batch_bytes
+    from claimsflow.pipeline.batch import decide_batch
 
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
     raw = read_batch_bytes(Path(batch).read_bytes(), "csv", with_raw=False)
-    return reference_data, ruleset, decide_batch(raw, reference_data, ruleset, History.empty())
+    return reference_data, ruleset, decide_batch(raw, reference_data, ruleset, MemoryHistory())
 
 
 def zen_engine(batch: str, reference: str) -> Result:
@@ -287,29 +327,22 @@ def nightly_plain(inbox: str, reference: str, lake: str, reports: str) -> Result
     """A nightly run's stages without Prefect (what flows/nightly.py wires together),
     publishing the same run outputs (report and metrics; the GX gate off in both)."""
     os.environ["CLAIMS_METRICS_FILE"] = str(Path(reports) / "metrics" / "claims.prom")
-    from claimsflow import catalog, eventlog
-    from claimsflow.history import History
-    from claimsflow.lake_lock import writer_lock
-    from claimsflow.pipeline import RunContext, discover_inbox, process_batch_file
-    from claimsflow.reference import load_reference
-    from claimsflow.reporting import outputs
-    from claimsflow.rules.ruleset import load_rulesets, select_ruleset
-    from claimsflow.run_summary import RunSummary
+    from claimsflow.core.reference import load_reference
+    from claimsflow.core.rules.ruleset import load_rulesets, select_ruleset
+    from claimsflow.ingest.inbox import discover_inbox
+    from claimsflow.lake.lock import writer_lock
+    from claimsflow.ops import outputs
+    from claimsflow.pipeline.batch import RunContext
+    from claimsflow.pipeline.run import run_batches
+    from claimsflow.pipeline.summary import RunSummary
 
     started = time.perf_counter()
     reference_data = load_reference(Path(reference))
     ruleset = select_ruleset(load_rulesets(RULES_DIR), dt.datetime.now(dt.UTC).date())
     with writer_lock(Path(lake)):
-        eventlog.ensure_lake(Path(lake))
-        eventlog.clean_staging(Path(lake))
-        history = History.from_lake(Path(lake))
         run = RunContext(Path(lake), reference_data, ruleset, uuid.uuid4().hex)
         batches, ignored = discover_inbox(Path(inbox))
-        outcomes = []
-        for path in batches:
-            outcome, history = process_batch_file(path, run, history)
-            outcomes.append(outcome)
-        catalog.refresh_catalog(Path(lake))
+        outcomes = run_batches(run, batches)
     summary = RunSummary(
         run_id=run.run_id,
         ruleset=ruleset.label,
@@ -337,7 +370,7 @@ def nightly_prefect(
     os.environ["CLAIMS_METRICS_FILE"] = str(Path(reports) / "metrics" / "claims.prom")
     if api_url is not None:
         os.environ["PREFECT_API_URL"] = api_url
-    from claimsflow.settings import configure_prefect_environment
+    from adjudicate.prefect_env import configure_prefect_environment
 
     configure_prefect_environment()
     started = time.perf_counter()
@@ -345,7 +378,12 @@ def nightly_prefect(
 
     imported = time.perf_counter()
     summary = nightly_adjudication(
-        inbox=inbox, reference=reference, lake=lake, reports=reports, quality_checks=False
+        inbox=inbox,
+        reference=reference,
+        lake=lake,
+        reports=reports,
+        quality_checks=False,
+        quiet_seconds=0,  # the bench writes its inbox just before the run
     )
     finished = time.perf_counter()
     decided = sum(b.rows_decided for b in summary.batches)
@@ -366,8 +404,32 @@ def _version(module: str) -> str:
         return "?"
 
 
+def x12_pair(batch: str, out_dir: str, cases: int, seed: int) -> Result:
+    """The first `cases` rows of a CSV batch shaped as multi-line claims, written twice:
+    `same.csv` and `same.837` (`claimsflow.tools.generate.write_837_batch`), so the two
+    `core` runs that follow read the very same rows (issue 17: 837 within 3x CSV)."""
+    from claimsflow.tools.generate import claims_of, write_837_batch
+
+    timer = Timer()
+    rows = pl.read_csv(batch, infer_schema=False, n_rows=cases)
+    folder = Path(out_dir)
+    (folder / "csv").mkdir(parents=True, exist_ok=True)
+    (folder / "837").mkdir(parents=True, exist_ok=True)
+    # Both files hold the claim-shaped rows (case ids CLAIM-LINE), in 837 order.
+    claims_of(rows, seed).write_csv(folder / "csv" / "same.csv")
+    write_837_batch(folder / "837" / "same.837", rows, seed=seed)
+    return timer.read() | {
+        "rows": rows.height,
+        "csv_bytes": (folder / "csv" / "same.csv").stat().st_size,
+        "x12_bytes": (folder / "837" / "same.837").stat().st_size,
+    }
+
+
 WORKLOADS: dict[str, Callable[..., Result]] = {
+    "x12_pair": x12_pair,
     "generate": generate,
+    "generate_lifecycle": generate_lifecycle,
+    "core_after": core_after,
     "floor": floor,
     "floor_streaming": floor_streaming,
     "core": core,

@@ -1,32 +1,25 @@
-"""Process-wide settings: project paths and the local Prefect environment."""
+"""Process-wide settings: default paths and the resources shipped with the package.
+
+Defaults are relative to the working directory (`data/`, `reports/`), so the same
+command works from a checkout and from an installed wheel. The rule sets and the
+Great Expectations project ship inside the package (`claimsflow/rulesets/`,
+`claimsflow/ops/gx/`), found from this file, never from a checkout.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RULES_DIR = PROJECT_ROOT / "rules"
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: The shipped rule sets (`--rules-dir` points elsewhere for a payer's own).
+RULES_DIR = PACKAGE_DIR / "rulesets"
 DEFAULT_DATA = Path("data")
 DEFAULT_INBOX = DEFAULT_DATA / "inbox"
 DEFAULT_REFERENCE = DEFAULT_DATA / "reference"
 DEFAULT_LAKE = DEFAULT_DATA / "lake"
 DEFAULT_REPORTS = Path("reports")
 
-
-def configure_prefect_environment() -> None:
-    """Local, offline Prefect unless the caller configured one.
-
-    Must run before `prefect` is imported. With no PREFECT_API_URL the flow runs
-    on an ephemeral local server whose state lives in the project's .prefect/.
-    """
-    defaults = {
-        "PREFECT_HOME": str(PROJECT_ROOT / ".prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_ENABLED": "true",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-        "PREFECT_SERVER_UI_ENABLED": "false" if "PREFECT_API_URL" not in os.environ else "true",
-        "DO_NOT_TRACK": "1",
-    }
-    for name, value in defaults.items():
-        os.environ.setdefault(name, value)
+#: A batch file modified less than this many seconds ago may still be being copied
+#: into the inbox: a run leaves it for the next one (`--quiet-seconds`,
+#: the flow's `quiet_seconds`; docs/operations.md).
+DEFAULT_QUIET_SECONDS = 30

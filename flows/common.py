@@ -7,33 +7,53 @@ and its summary artifact say so, and its last log lines are warnings.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple, TypeVar, cast
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.states import Completed
 
-from claimsflow.pipeline import PROCESSED, REJECTED, SKIPPED
-from claimsflow.run_summary import RunSummary
+from claimsflow.ops import artifacts
+from claimsflow.ops.artifacts import (
+    NO_REPORTS,
+    REPORTS_HEADING,
+    json_rows,
+    markdown_table,
+    reports_section,
+)
+from claimsflow.ops.runlog import RunFacts
+from claimsflow.pipeline.summary import RunSummary
+from claimsflow.settings import RULES_DIR
+from claimsflow.vocabulary import PROCESSED, REJECTED, SKIPPED
 
 T = TypeVar("T")
 
-#: Default rule-set folder of the flows. Relative on purpose: deployments run from
-#: the project folder (prefect.yaml's pull step), and an absolute default would
-#: pin every deployment's parameter schema to the checkout that deployed it.
-RULES_FOLDER = "rules"
+# Shared with the what-if and review flows (and their tests) under these names.
+__all__ = [
+    "NO_REPORTS",
+    "REPORTS_HEADING",
+    "ReportLink",
+    "batch_run_markdown",
+    "completed",
+    "finish_batch_run",
+    "json_rows",
+    "markdown_table",
+    "reports_section",
+    "rules_folder",
+    "state_message",
+]
 
-#: Where the summary lists report files. Nightly and ad-hoc runs pass none yet;
-#: when a run writes report files, pass them as `reports=` and they are linked here.
-REPORTS_HEADING = "### Reports"
-NO_REPORTS = "_No report files for this run._"
+
+def rules_folder(rules_dir: str | None) -> Path:
+    """A flow's rule-set folder: the one given, else the rule sets shipped with the
+    package. The parameter's default is empty, not a path: an absolute default would
+    pin every deployment's parameter schema to the machine that deployed it."""
+    return Path(rules_dir) if rules_dir else RULES_DIR
 
 
-@dataclass(frozen=True)
-class ReportLink:
+class ReportLink(NamedTuple):
     """A report file a run wrote: its title and where to find it (path or URL)."""
 
     title: str
@@ -56,16 +76,29 @@ def finish_batch_run(
     title: str,
     seconds: float,
     reports: Sequence[ReportLink] = (),
+    facts: RunFacts | None = None,
 ) -> RunSummary:
-    """Publish the run's artifacts and log lines; return its final (Completed) state."""
+    """Publish the run's artifacts and log lines; return its final (Completed) state.
+
+    With the run's `facts` (read back from the event log, as for its report), the batch
+    table is the report's: decisions by status, what the plan pays, the rejected rows
+    by reason; without them, the run summary's own table.
+    """
     logger = get_run_logger()
+    table = (
+        summary.batch_table()
+        if facts is None
+        else artifacts.batch_outcomes(facts.batches, summary.seen_before)
+    )
     create_table_artifact(
-        table=summary.batch_table(),
+        table=json_rows(table),
         key=f"{artifact_prefix}-batches",
         description=f"Batches of {title} run {summary.run_id} ({summary.ruleset})",
     )
     create_markdown_artifact(
-        markdown=batch_run_markdown(summary, title=title, seconds=seconds, reports=reports),
+        markdown=batch_run_markdown(
+            summary, title=title, seconds=seconds, reports=reports, facts=facts
+        ),
         key=f"{artifact_prefix}-summary",
         description=f"Summary of {title} run {summary.run_id}",
     )
@@ -91,55 +124,29 @@ def state_message(summary: RunSummary) -> str:
 
 
 def batch_run_markdown(
-    summary: RunSummary, *, title: str, seconds: float, reports: Sequence[ReportLink] = ()
+    summary: RunSummary,
+    *,
+    title: str,
+    seconds: float,
+    reports: Sequence[ReportLink] = (),
+    facts: RunFacts | None = None,
 ) -> str:
-    status = "completed with warnings" if summary.needs_attention else "completed"
-    lines = [
-        f"## {title}: {status}",
-        "",
-        f"- run: `{summary.run_id}`",
-        f"- rule set: {summary.ruleset}",
-        f"- duration: {seconds:.1f} s",
-        *[f"- {line}" for line in summary.lines()],
-        "",
-        "### Batches",
-        "",
-        markdown_table(summary.batch_table()) if summary.batches else "_No batch to process._",
-        "",
-        *reports_section(reports),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def reports_section(reports: Sequence[ReportLink]) -> list[str]:
-    if not reports:
-        return [REPORTS_HEADING, "", NO_REPORTS]
-    return [REPORTS_HEADING, "", *[f"- [{r.title}]({r.location})" for r in reports]]
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return "_None._"
-    columns = list(rows[0])
-    head = "| " + " | ".join(columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join([head, rule, *body])
-
-
-def json_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with dates as ISO text and lists as comma-joined text (table artifacts are JSON)."""
-    return [{k: _plain(v) for k, v in row.items()} for row in rows]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return value
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(_plain(value))
-    return text.replace("|", "\\|").replace("\n", " ")
+    """The summary artifact's text (claimsflow.ops.artifacts builds it)."""
+    return artifacts.batch_run_markdown(
+        title=title,
+        attention=summary.needs_attention,
+        facts=[
+            f"run: `{summary.run_id}`",
+            f"rule set: {summary.ruleset}",
+            f"duration: {seconds:.1f} s",
+        ],
+        lines=summary.lines(),
+        outcomes=(
+            summary.batch_table()
+            if facts is None
+            else artifacts.batch_outcomes(facts.batches, summary.seen_before)
+        ),
+        paid_cents=None if facts is None else facts.processed_sum("paid_cents"),
+        reasons=() if facts is None else artifacts.rejection_reasons(facts.rejection_errors),
+        reports=reports,
+    )

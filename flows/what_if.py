@@ -1,7 +1,7 @@
 """The `what-if` flow: replay a received-date range through a candidate rule set.
 
 Reads the event log, decides the recorded cases again batch by batch (see
-claimsflow/whatif.py for the replay's rules), writes NOTHING to the event log,
+claimsflow/analysis/whatif.py for the replay's rules), writes NOTHING to the event log,
 and reports what would change: reports/what-if-<timestamp>.parquet plus a table
 artifact (a sample of changed cases) and a markdown summary.
 """
@@ -18,17 +18,17 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import Field
 
-from claimsflow.explain import money
+from claimsflow.analysis.whatif import BatchReplay, WhatIfResult
+from claimsflow.lake.storage import parse_location
 from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REFERENCE
-from claimsflow.storage import parse_location
-from claimsflow.whatif import BatchReplay, WhatIfResult
+from claimsflow.text import money
 from flows.common import (
-    RULES_FOLDER,
     ReportLink,
     completed,
     json_rows,
     markdown_table,
     reports_section,
+    rules_folder,
 )
 from tasks.adjudication import load_reference_data, load_rule_set
 from tasks.whatif import compare_decisions, plan_what_if, replay_batch, write_what_if_report
@@ -43,7 +43,7 @@ def what_if(
     ruleset: Annotated[str, Field(min_length=1)] = "2",
     lake: str = str(DEFAULT_LAKE),
     reference: str = str(DEFAULT_REFERENCE),
-    rules_dir: str = RULES_FOLDER,
+    rules_dir: str | None = None,
     reports_dir: str = DEFAULT_REPORTS,
     sample_size: Annotated[int, Field(ge=0, le=1000)] = 20,
 ) -> WhatIfResult:
@@ -56,20 +56,26 @@ def what_if(
         lake: Lake folder (or object-store URL) whose event log is replayed (read only).
         reference: Folder with members.csv, providers.csv and fee_schedule.csv
             (today's reference data are used for the replay).
-        rules_dir: Folder of rule-set files (relative paths are from the project folder).
+        rules_dir: Folder of rule-set files (relative paths are from the project folder);
+            empty = the rule sets shipped with the package.
         reports_dir: Folder for the what-if-<timestamp>.parquet report.
         sample_size: How many changed cases the summary lists.
     """
     started = time.perf_counter()
     logger = get_run_logger()
     reference_data = load_reference_data(Path(reference))
-    candidate = load_rule_set(Path(rules_dir), ruleset, date_to)
+    candidate = load_rule_set(rules_folder(rules_dir), ruleset, date_to)
     plan = plan_what_if(parse_location(lake), date_from, date_to)
     history = plan.start_history
     replays: list[BatchReplay] = []
     for batch in plan.batches:  # one task per recorded batch, in processing order
         replay, history = replay_batch(
-            str(batch["source"][0]), batch, reference_data, candidate, history
+            str(batch["source"][0]),
+            batch,
+            reference_data,
+            candidate,
+            history,
+            plan.reviews_after(batch),
         )
         replays.append(replay)
     result = compare_decisions(plan, replays, candidate)

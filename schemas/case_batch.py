@@ -13,6 +13,7 @@ from schemas.text_checks import (
     length_between,
     matches,
     not_empty,
+    one_of,
     parses,
 )
 
@@ -27,13 +28,16 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "units",
     "billed_amount",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("prior_auth_id",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("prior_auth_id", "claim_frequency", "original_case_id")
 CASE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 CASE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PROCEDURE_CODE_PATTERN = r"^[A-Z0-9]{5}$"
 DIAGNOSIS_CODE_PATTERN = r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
 MAX_BILLED_CENTS = 999_999_999
+#: Spec §1, §9: claim_frequency `1` original, `7` replacement, `8` void; empty = `1`.
+ORIGINAL, REPLACEMENT, VOID = "1", "7", "8"
+CLAIM_FREQUENCIES: tuple[str, ...] = (ORIGINAL, REPLACEMENT, VOID)
 
 
 def _received_not_before_service() -> pa.Check:
@@ -77,6 +81,15 @@ CASE_BATCH_SCHEMA = pa.DataFrameSchema(
             in_range(cents, 1, MAX_BILLED_CENTS, "must be > 0 and at most 9,999,999.99"),
         ),
         "prior_auth_id": pa.Column(pl.String, nullable=True, required=False),
+        "claim_frequency": pa.Column(
+            pl.String,
+            [one_of(list(CLAIM_FREQUENCIES), "must be 1 (original), 7 (replacement) or 8 (void)")],
+            nullable=True,
+            required=False,
+        ),
+        # Checked with the corrections (claimsflow/core/validation.py): required, and
+        # of the case_id shape, only when claim_frequency is 7 or 8 (spec §1, §9).
+        "original_case_id": pa.Column(pl.String, nullable=True, required=False),
     },
     name="case_batch",
     strict=False,  # extra columns are ignored (spec §1)

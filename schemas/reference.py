@@ -28,6 +28,11 @@ def _optional(*checks: pa.Check) -> pa.Column:
     return pa.Column(pl.String, list(checks), nullable=True, required=True)
 
 
+def _optional_column(*checks: pa.Check) -> pa.Column:
+    """A column the file may leave out altogether (absent = empty in every row)."""
+    return pa.Column(pl.String, list(checks), nullable=True, required=False)
+
+
 def _span_ends_after_start() -> pa.Check:
     def check(data: pa.PolarsData) -> pl.LazyFrame:
         start = iso_date(pl.col("coverage_start"))
@@ -51,6 +56,10 @@ MEMBERS_SCHEMA = pa.DataFrameSchema(
         "coinsurance_percent": _required(
             parses(integer, "must be a whole number"),
             in_range(integer, 0, 100, "must be between 0 and 100"),
+        ),
+        # The span's annual out-of-pocket maximum; empty (or no column) = no maximum.
+        "oop_max": _optional_column(
+            parses(cents, "must be an amount of 0 or more with at most 2 decimal places or empty"),
         ),
     },
     name="members",

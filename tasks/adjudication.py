@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,14 +19,19 @@ from prefect import task
 from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 
-from claimsflow import catalog, eventlog, pipeline
-from claimsflow.history import History
-from claimsflow.lake_lock import writer_lock
-from claimsflow.pipeline import BatchOutcome, RunContext
-from claimsflow.reference import Reference, load_reference
-from claimsflow.rules.ruleset import RuleSet, load_rulesets, select_ruleset
-from claimsflow.sql_source import PASSWORD_ENV, SqlIncrement, pull_increment, with_password
-from claimsflow.storage import Location, RemoteLocation, discover_remote_inbox
+from claimsflow.core.reference import Reference, load_reference
+from claimsflow.core.rules.ruleset import RuleSet, load_rulesets, select_ruleset
+from claimsflow.ingest.archive import archive_file, record_move
+from claimsflow.ingest.inbox import InboxFileUnavailable, InboxListing, NotRead, list_inbox
+from claimsflow.ingest.sql_source import PASSWORD_ENV, SqlIncrement, pull_increment, with_password
+from claimsflow.lake import catalog
+from claimsflow.lake.history import LakeHistory
+from claimsflow.lake.lock import writer_lock
+from claimsflow.lake.storage import Location
+from claimsflow.pipeline import batch as pipeline
+from claimsflow.pipeline import run as run_loop
+from claimsflow.pipeline.batch import BatchOutcome, RunContext
+from claimsflow.text import printable, shown_name
 from tasks.retry import LOCK_BACKOFF, SOURCE_BACKOFF, retry_on_transient
 
 
@@ -78,47 +82,57 @@ def _warn(message: str) -> None:
 
 
 @task(name="open-lake", cache_policy=NONE)
-def open_lake(lake: Location) -> History:
-    """Prepare the lake for writing (under the lock); the history stays in its event
-    log, and each batch reads the part of it that it needs (claimsflow/history.py)."""
+def open_lake(lake: Location) -> None:
+    """Prepare the lake for this run's writes (under the lock); the history stays in
+    its event log, and each batch reads the part of it that it needs
+    (claimsflow/lake/history.py)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    eventlog.ensure_lake(lake)
-    removed = eventlog.clean_staging(lake)
+    removed = run_loop.open_lake(lake)
     if removed:
         logger.warning("removed %d leftover(s) of an interrupted run from %s", removed, lake)
-    history = History.from_lake(lake)
     logger.info(
         "history of %s: %d decision(s) in the event log, read batch by batch; opened in %.2fs",
         lake,
-        history.decision_count(),  # from the Parquet footers, not the decisions
+        LakeHistory(lake).decision_count(),  # from the Parquet footers, not the decisions
         time.perf_counter() - started,
     )
-    return history
 
 
 @task(name="discover-batches", cache_policy=NONE)
-def discover_batches(inbox: Location) -> tuple[Sequence[Location], Sequence[Location]]:
-    batches: Sequence[Location]
-    ignored: Sequence[Location]
-    if isinstance(inbox, RemoteLocation):
-        batches, ignored = discover_remote_inbox(inbox)
-    else:
-        batches, ignored = pipeline.discover_inbox(inbox)
+def discover_batches(inbox: Location, quiet_seconds: float = 0) -> InboxListing:
+    """The inbox's batch files ready now; the rest named in the log (and the report)."""
+    listing = list_inbox(inbox, quiet_seconds=quiet_seconds)
     logger = get_run_logger()
-    logger.info("%d batch file(s) in %s", len(batches), inbox)
-    for entry in ignored:
-        logger.warning("not a batch, left untouched: %s", entry.name)
-    return batches, ignored
+    logger.info("%d batch file(s) in %s", len(listing.batches), inbox)
+    for entry in listing.ignored:
+        logger.warning("not a batch, left untouched: %s", shown_name(entry.name))
+    for entry in listing.not_ready:
+        logger.info(
+            "not ready (modified in the last %ss), left for the next run: %s",
+            quiet_seconds,
+            shown_name(entry.name),
+        )
+    for not_read in listing.not_read:
+        logger.warning("cannot be examined, left untouched: %s", printable(str(not_read)))
+    return listing
 
 
 @task(name="adjudicate-file", cache_policy=NONE, task_run_name="adjudicate-{path.name}")
-def adjudicate_file(
-    path: Location, run: RunContext, history: History
-) -> tuple[BatchOutcome, History]:
-    outcome, history = pipeline.process_batch_file(path, run, history)
+def adjudicate_file(path: Location, run: RunContext) -> BatchOutcome | NotRead:
+    try:
+        outcome = pipeline.process_batch(path, run)
+    except InboxFileUnavailable as exc:
+        return not_read(exc)
     log_outcome(outcome)
-    return outcome, history
+    return outcome
+
+
+def not_read(exc: InboxFileUnavailable) -> NotRead:
+    """A listed file that could not be read whole: no batch this run (nothing recorded)."""
+    left = NotRead(exc.name, exc.reason)
+    get_run_logger().warning("not read, left for the next run: %s", printable(str(left)))
+    return left
 
 
 @task(
@@ -153,12 +167,10 @@ def pull_sql_increment(
 
 
 @task(name="adjudicate-sql-increment", cache_policy=NONE)
-def adjudicate_sql_increment(
-    increment: SqlIncrement, run: RunContext, history: History
-) -> tuple[BatchOutcome, History]:
-    outcome, history = pipeline.process_sql_batch(increment, run, history)
+def adjudicate_sql_increment(increment: SqlIncrement, run: RunContext) -> BatchOutcome:
+    outcome = pipeline.process_batch(increment, run)
     log_outcome(outcome)
-    return outcome, history
+    return outcome
 
 
 @task(name="refresh-catalog", cache_policy=NONE)
@@ -172,12 +184,32 @@ def refresh_catalog(lake: Location) -> Path:
 def log_outcome(outcome: BatchOutcome) -> None:
     get_run_logger().info(
         "batch %s (%s): %s, %d in, %d decided, %d rejected, %.2fs%s",
-        outcome.source,
+        shown_name(outcome.source),
         outcome.batch_id[:12],
         outcome.status,
         outcome.rows_in,
         outcome.rows_decided,
         outcome.rows_rejected,
         outcome.seconds,
-        f" — {outcome.reason}" if outcome.reason else "",
+        (f", {outcome.voided_originals} earlier case(s) voided" if outcome.voided_originals else "")
+        + (f" — {printable(outcome.reason)}" if outcome.reason else ""),
     )
+
+
+@task(name="archive-batch-file", cache_policy=NONE, task_run_name="archive-{path.name}")
+def archive_batch_file(path: Path, archive: Path, outcome: BatchOutcome, run: RunContext) -> Path:
+    """Move a recorded batch's file to the archive, then record the move (--archive)."""
+    moved_at = dt.datetime.now(dt.UTC)
+    target = archive_file(path, archive, outcome.batch_id, moved_at)
+    if isinstance(run.lake, Path):
+        record_move(
+            run.lake,
+            run_id=run.run_id,
+            batch_id=outcome.batch_id,
+            status=outcome.status,
+            source=outcome.source,
+            archived_to=target,
+            moved_at=moved_at,
+        )
+    get_run_logger().info("archived %s to %s", shown_name(outcome.source), target)
+    return target

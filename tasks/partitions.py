@@ -27,20 +27,22 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from claimsflow import pipeline
-from claimsflow.history import History
-from claimsflow.partitioning import (
+from claimsflow.core.decide import BatchDecision
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.ingest.inbox import InboxFileUnavailable, NotRead
+from claimsflow.ingest.sql_source import SqlIncrement
+from claimsflow.pipeline import batch as pipeline
+from claimsflow.pipeline.batch import BatchOutcome, BatchSource, PreparedBatch, RunContext
+from claimsflow.pipeline.partitioning import (
     PartitionResult,
     RunParts,
     check_partitionable,
     decide_in_partitions,
     decide_partition,
 )
-from claimsflow.pipeline import BatchOutcome, PreparedBatch, RunContext
-from claimsflow.rules.ruleset import RuleSet
-from claimsflow.sql_source import SqlIncrement
-from claimsflow.storage import Location
-from tasks.adjudication import adjudicate_file, adjudicate_sql_increment, log_outcome
+from claimsflow.pipeline.run import ProcessBatch
+from claimsflow.text import shown_name
+from tasks.adjudication import adjudicate_file, adjudicate_sql_increment, log_outcome, not_read
 
 Executor = Literal["local", "dask"]
 EXECUTORS: tuple[Executor, ...] = ("local", "dask")
@@ -154,74 +156,53 @@ def parts_on(runner: TaskRunner[Any]) -> RunParts:
     return run_parts
 
 
-@task(name="prepare-file", cache_policy=NONE, task_run_name="prepare-{path.name}")
-def prepare_file(path: Location, run: RunContext, history: History) -> BatchOutcome | PreparedBatch:
-    return pipeline.prepare_batch_file(path, run, history)
-
-
-@task(name="prepare-sql-increment", cache_policy=NONE)
-def prepare_sql_increment(
-    increment: SqlIncrement, run: RunContext, history: History
-) -> BatchOutcome | PreparedBatch:
-    return pipeline.prepare_sql_batch(increment, run, history)
+@task(name="prepare-batch", cache_policy=NONE, task_run_name="prepare-{source}")
+def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | PreparedBatch | NotRead:
+    try:
+        return pipeline.prepare_batch(source, run)
+    except InboxFileUnavailable as exc:
+        return not_read(exc)
 
 
 @task(name="record-batch", cache_policy=NONE, task_run_name="record-{prepared.source}")
-def record_batch(
-    prepared: PreparedBatch, decision: pipeline.BatchDecision, run: RunContext, history: History
-) -> tuple[BatchOutcome, History]:
-    return pipeline.record_prepared(prepared, decision, run, history)
+def record_batch(prepared: PreparedBatch, decision: BatchDecision, run: RunContext) -> BatchOutcome:
+    return pipeline.record_prepared(prepared, decision, run)
 
 
 def adjudicate_in_partitions(
-    prepared: BatchOutcome | PreparedBatch,
-    run: RunContext,
-    history: History,
-    execution: Execution,
-    runner: TaskRunner[Any],
-) -> tuple[BatchOutcome, History]:
-    """Decide a prepared batch in parts on `runner`, then record it in one step."""
+    source: BatchSource, run: RunContext, execution: Execution, runner: TaskRunner[Any]
+) -> BatchOutcome | NotRead:
+    """Prepare a batch, decide it in parts on `runner`, then record it in one step."""
+    prepared = prepare_batch(source, run)
+    if isinstance(prepared, NotRead):
+        return prepared
     if isinstance(prepared, BatchOutcome):
         log_outcome(prepared)
-        return prepared, history
+        return prepared
     started = time.perf_counter()
-    decision = decide_in_partitions(prepared, run, history, execution.partitions, parts_on(runner))
+    decision = decide_in_partitions(prepared, run, execution.partitions, parts_on(runner))
     get_run_logger().info(
         "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
-        prepared.source,
-        decision.decisions.height,
+        shown_name(prepared.source),
+        decision.cases.height,
         execution.partitions,
         time.perf_counter() - started,
     )
-    outcome, history = record_batch(prepared, decision, run, history)
+    outcome = record_batch(prepared, decision, run)
     log_outcome(outcome)
-    return outcome, history
+    return outcome
 
 
-def adjudicate_file_on(
-    path: Location,
-    run: RunContext,
-    history: History,
-    execution: Execution,
-    runner: TaskRunner[Any] | None,
-) -> tuple[BatchOutcome, History]:
-    """One inbox file: in one piece (`adjudicate-file`), or prepared, decided in
-    parts on `runner`, and recorded."""
-    if runner is None:
-        return adjudicate_file(path, run, history)
-    prepared = prepare_file(path, run, history)
-    return adjudicate_in_partitions(prepared, run, history, execution, runner)
+def process_on(execution: Execution, runner: TaskRunner[Any] | None) -> ProcessBatch:
+    """How a run processes each batch: in one piece (`adjudicate-file`,
+    `adjudicate-sql-increment`), or prepared, decided in parts on `runner`, and
+    recorded."""
 
+    def process(source: BatchSource, run: RunContext) -> BatchOutcome | NotRead:
+        if runner is not None:
+            return adjudicate_in_partitions(source, run, execution, runner)
+        if isinstance(source, SqlIncrement):
+            return adjudicate_sql_increment(source, run)
+        return adjudicate_file(source, run)
 
-def adjudicate_sql_increment_on(
-    increment: SqlIncrement,
-    run: RunContext,
-    history: History,
-    execution: Execution,
-    runner: TaskRunner[Any] | None,
-) -> tuple[BatchOutcome, History]:
-    """One SQL pull, as `adjudicate_file_on` does a file."""
-    if runner is None:
-        return adjudicate_sql_increment(increment, run, history)
-    prepared = prepare_sql_increment(increment, run, history)
-    return adjudicate_in_partitions(prepared, run, history, execution, runner)
+    return process

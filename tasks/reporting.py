@@ -23,11 +23,11 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.logging import get_run_logger
 from prefect.logging.loggers import flow_run_logger
 
-from claimsflow.reporting import outputs
-from claimsflow.reporting.outputs import RunOutputs
-from claimsflow.run_summary import RunSummary
+from claimsflow.lake.storage import Location, StorageError, parse_location
+from claimsflow.ops import outputs
+from claimsflow.ops.outputs import RunOutputs
+from claimsflow.pipeline.summary import RunSummary
 from claimsflow.settings import DEFAULT_LAKE, DEFAULT_REPORTS
-from claimsflow.storage import Location, StorageError, parse_location
 
 
 @task(name="publish-run-outputs", cache_policy=NONE)
@@ -62,6 +62,16 @@ def publish_run_outputs(
     logger.info("metrics: %s", published.metrics)
     for warning in published.warnings:
         logger.warning(warning)
+    return published
+
+
+@task(name="publish-batch-report", cache_policy=NONE)
+def publish_batch_report(
+    lake: Location, run_id: str, reports_dir: Path = DEFAULT_REPORTS
+) -> RunOutputs:
+    """The HTML report of an ad-hoc run (no gate, no metrics: those are the nightly's)."""
+    published = outputs.publish_batch_report(lake, run_id, reports_dir)
+    get_run_logger().info("run report: %s", published.report)
     return published
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
-from claimsflow.lake_lock import LakeBusy
+from claimsflow.lake.lock import LakeBusy
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     LakeBusy,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from claimsflow.history import History
-from claimsflow.pipeline import BatchOutcome, RunContext, discover_inbox, process_batch_file
+from claimsflow.ingest.inbox import discover_inbox
+from claimsflow.pipeline.batch import BatchOutcome, RunContext
+from claimsflow.pipeline.run import run_batches
 
 CASE_HEADER: tuple[str, ...] = (
     "case_id",
@@ -128,10 +129,4 @@ def text_frame(rows: Sequence[Mapping[str, str]]) -> pl.DataFrame:
 
 def run_inbox(inbox: Path, run: RunContext) -> list[BatchOutcome]:
     """What the nightly flow does with an inbox, without Prefect."""
-    history = History.from_lake(run.lake)
-    batches, _ignored = discover_inbox(inbox)
-    outcomes = []
-    for path in batches:
-        outcome, history = process_batch_file(path, run, history)
-        outcomes.append(outcome)
-    return outcomes
+    return run_batches(run, discover_inbox(inbox)[0])

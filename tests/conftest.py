@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from claimsflow import eventlog
-from claimsflow.pipeline import BatchOutcome, RunContext
-from claimsflow.reference import Reference, load_reference
-from claimsflow.rules.ruleset import RuleSet, load_ruleset
+import tests.hypothesis_support  # noqa: F401  (loads the Hypothesis profile: ci, dev, deep)
+from adjudicate.serving import Stack
+from claimsflow.core.reference import Reference, load_reference
+from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.lake import eventlog
+from claimsflow.pipeline.batch import BatchOutcome, RunContext
 from claimsflow.settings import RULES_DIR
-from flows.serving import Stack
 from tests.batch_helpers import (
     CsvWriter,
     InboxRunner,
@@ -27,32 +28,40 @@ from tests.batch_helpers import (
 from tests.prefect_support import running_server
 
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
-#: The xdist group of the tests that use the session's Prefect server (`prefect_server`).
-PREFECT_GROUP = "prefect-server"
+#: The modules that take longest, longest first (measured with `--durations=0`; see
+#: docs/architecture.md, "The test suite"). `make unit` runs two xdist workers
+#: (`-n 2 --dist loadgroup`), a module per group; handing out the longest modules first
+#: keeps one worker from starting a long one when the other is nearly done.
+LONGEST_FIRST = (
+    "tests/test_prefect_serve.py",
+    "tests/test_dask.py",
+    "tests/test_crash_safety.py",
+    "tests/test_hostile_inputs.py",
+    "tests/test_object_store.py",
+    "tests/test_cli.py",
+    "tests/test_artifacts_served.py",
+    "tests/test_engine_property.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `pytest -n 2 --dist loadgroup` (make unit), which runs each xdist group in
-    one worker: every test that uses the session's Prefect server goes to one group
-    (one server, started once), run first since it is the longest; every other test
-    is grouped with its module, so that a module's fixtures are built in one worker.
+    one worker: every test is grouped with its module, so that a module's fixtures are
+    built in one worker, and the longest modules are handed out first. Each worker
+    starts its own session Prefect server (`prefect_server`) when a test first needs it.
     Tests marked with an xdist group of their own keep it."""
     if config.getoption("dist", "no") != "loadgroup":
         return
     for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        uses_server = "prefect_server" in getattr(item, "fixturenames", ())
-        group = PREFECT_GROUP if uses_server else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    first = [item for item in items if _group(item) == PREFECT_GROUP]
-    items[:] = first + [item for item in items if _group(item) != PREFECT_GROUP]
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_module(item)))
+    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item), len(rank)))
 
 
-def _group(item: pytest.Item) -> str | None:
-    mark = item.get_closest_marker("xdist_group")
-    return None if mark is None else str(mark.args[0] if mark.args else mark.kwargs["name"])
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
 
 
 @pytest.fixture

@@ -30,12 +30,14 @@ from typing import Any
 
 import duckdb
 
-from claimsflow import catalog, eventlog
-from claimsflow.history import History
-from claimsflow.lake_lock import writer_lock
-from claimsflow.pipeline import BatchOutcome, RunContext, discover_inbox, process_batch_file
-from claimsflow.reference import load_reference
-from claimsflow.rules.ruleset import load_ruleset
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.ingest.inbox import NotRead, list_inbox
+from claimsflow.lake import catalog
+from claimsflow.lake.lock import writer_lock
+from claimsflow.pipeline.batch import BatchOutcome, RunContext
+from claimsflow.pipeline.review import ReviewContext, ReviewOutcome, run_review
+from claimsflow.pipeline.run import run_batches
 from claimsflow.settings import RULES_DIR
 
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
@@ -48,25 +50,61 @@ def run_lake(
     lake: Path,
     run_id: str | None = None,
     on_wait: Callable[[str], None] | None = None,
+    *,
+    after_listing: Callable[[], None] | None = None,
+    not_read: list[NotRead] | None = None,
 ) -> list[BatchOutcome]:
-    """One nightly run of `inbox` into `lake`, as flows/nightly.py does it."""
+    """One nightly run of `inbox` into `lake`, as flows/nightly.py does it.
+
+    `after_listing` runs between the inbox's listing and the first read (a test takes
+    a file away there); the entries left unread are added to `not_read`.
+    """
     reference_data = load_reference(reference)
     ruleset = load_ruleset(RULESET_V1)
+    left = not_read if not_read is not None else []
     with writer_lock(lake, on_wait=on_wait, poll=0.05):
-        eventlog.ensure_lake(lake)
-        eventlog.clean_staging(lake)
-        history = History.from_lake(lake)
         run = RunContext(lake, reference_data, ruleset, run_id or uuid.uuid4().hex)
-        batches, _ignored = discover_inbox(inbox)
-        outcomes = []
-        for path in batches:
-            outcome, history = process_batch_file(path, run, history)
-            outcomes.append(outcome)
-        catalog.refresh_catalog(lake)
-    return outcomes
+        listing = list_inbox(inbox)
+        left += listing.not_read
+        if after_listing is not None:
+            after_listing()
+        return run_batches(run, listing.batches, not_read=left)
+
+
+def review_lake(
+    review: Path,
+    reference: Path,
+    lake: Path,
+    run_id: str | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> ReviewOutcome:
+    """One review file recorded into `lake`, as `adjudicate review` does it: the lake's
+    writer lock, the lake opened, the file recorded, the catalog rebuilt."""
+    reference_data = load_reference(reference)
+    with writer_lock(lake, on_wait=on_wait, poll=0.05):
+        context = ReviewContext(lake, reference_data, run_id or uuid.uuid4().hex)
+        return run_review(context, review)
 
 
 # Entry points of child processes (module level, so the forkserver can import them).
+
+
+def crash_review(review: Path, reference: Path, lake: Path, point: str, visit: int) -> None:
+    """A review that SIGKILLs itself on the `visit`-th pass through crash point `point`."""
+    os.environ["CLAIMS_CRASH_AT"] = point
+    os.environ["CLAIMS_CRASH_AFTER"] = str(visit)
+    review_lake(review, reference, lake)
+
+
+def logged_review(review: Path, reference: Path, lake: Path, log: Path) -> None:
+    """A review that writes its waiting message and its outcome (a JSON line) to `log`."""
+
+    def say(line: str) -> None:
+        with log.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+    outcome = review_lake(review, reference, lake, on_wait=say)
+    say(json.dumps({"source": outcome.batch.source, "status": outcome.batch.status}))
 
 
 def crash_run(inbox: Path, reference: Path, lake: Path, point: str, visit: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from flows.serving import Stack, start_server, stop, wait_until_healthy
+from adjudicate.serving import Stack, start_server, stop, wait_until_healthy
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
@@ -169,6 +169,16 @@ class Api:
         found: list[dict[str, Any]] = self._json(self.client.post("/flow_runs/filter", json=body))
         return found
 
+    def flow_runs_of_deployment(self, deployment_id: str) -> list[dict[str, Any]]:
+        """The deployment's 200 newest flow runs."""
+        body = {
+            "flow_runs": {"deployment_id": {"any_": [deployment_id]}},
+            "sort": "ID_DESC",
+            "limit": 200,
+        }
+        found: list[dict[str, Any]] = self._json(self.client.post("/flow_runs/filter", json=body))
+        return found
+
     def flow_runs(self) -> list[dict[str, Any]]:
         """Every flow run of the server, page by page: the session's server holds more
         than one page (the API returns 200 at most per call)."""
@@ -251,6 +261,9 @@ def adjudicate_run_command(
         str(reports),
         "--ruleset",
         "1",
+        # The tests write their inbox files just before the run: take them all.
+        "--quiet-seconds",
+        "0",
         *options,
     ]
 

@@ -14,21 +14,21 @@ from pathlib import Path
 
 import polars as pl
 
-from claimsflow.history import History
-from claimsflow.pipeline import BatchDecision, decide_batch
-from claimsflow.reading import with_row_identity
-from claimsflow.reference import (
+from claimsflow.core.decide import BatchDecision
+from claimsflow.core.history import MemoryHistory
+from claimsflow.core.reference import (
     Reference,
     load_reference,
     typed_fee_schedule,
     typed_members,
     typed_providers,
 )
-from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
-from claimsflow.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.ingest.reading import with_row_identity
+from claimsflow.pipeline.batch import decide_batch
+from claimsflow.settings import RULES_DIR
 from schemas.case_batch import CASE_COLUMNS
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 V1_FILE = RULES_DIR / "claims-standard-v1.yaml"
 V2_FILE = RULES_DIR / "claims-standard-v2.yaml"
 
@@ -57,6 +57,7 @@ class Span:
     end: str = ""
     deductible: str = "0.00"
     coinsurance: int = 0
+    oop_max: str = ""  # "" = no out-of-pocket maximum
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,14 @@ MEMBERS_HEADER = (
     "coverage_end",
     "annual_deductible",
     "coinsurance_percent",
+    "oop_max",
 )
 PROVIDERS_HEADER = ("provider_id", "status", "in_network")
 FEES_HEADER = ("procedure_code", "allowed_amount", "prior_auth_required", "max_units")
 
 
 def _member_cells(m: Span) -> tuple[str, ...]:
-    return (m.member_id, m.start, m.end, m.deductible, str(m.coinsurance))
+    return (m.member_id, m.start, m.end, m.deductible, str(m.coinsurance), m.oop_max)
 
 
 def _provider_cells(p: Provider) -> tuple[str, ...]:
@@ -188,24 +190,23 @@ def decide(
     rows: Sequence[Mapping[str, str]],
     reference: Reference,
     ruleset: RuleSet | None = None,
-    history: History | None = None,
+    history: MemoryHistory | None = None,
 ) -> BatchDecision:
     """Decide one batch; every row must be valid (a typo in a test fails loudly)."""
     decision = decide_batch(
         text_batch(rows),
         reference,
         ruleset if ruleset is not None else ruleset_v1(),
-        history if history is not None else History.empty(),
+        history if history is not None else MemoryHistory(),
     )
     assert decision.rejections.height == 0, decision.rejections.to_dicts()
-    assert decision.decisions.height == len(rows)
+    assert decision.cases.height == len(rows)
     return decision
 
 
-def advance(history: History, decision: BatchDecision) -> History:
-    """The history after `decision`, exactly as claimsflow.pipeline advances it."""
-    decided = decision.decisions.select(*CASE_PAYLOAD_COLUMNS, "status", "deductible_cents")
-    return history.advanced_by(decided)
+def advance(history: MemoryHistory, decision: BatchDecision) -> MemoryHistory:
+    """The history after `decision`: later batches see its decisions."""
+    return history.advanced_by(decision.cases, decision.decisions)
 
 
 def decide_batches(
@@ -214,7 +215,7 @@ def decide_batches(
     ruleset: RuleSet | None = None,
 ) -> list[BatchDecision]:
     """Decide several batches in order, each seeing every decision before it."""
-    history = History.empty()
+    history = MemoryHistory()
     decisions: list[BatchDecision] = []
     for rows in batches:
         decision = decide(rows, reference, ruleset, history)

@@ -19,9 +19,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from claimsflow import catalog, eventlog
-from claimsflow.cli import app
-from claimsflow.pipeline import SKIPPED, skipped_batch_record
+from adjudicate.cli import app
+from claimsflow.lake import catalog, eventlog
+from claimsflow.pipeline.batch import batch_record
+from claimsflow.vocabulary import SKIPPED
 from tests.batch_helpers import case_row, csv_bytes, write_reference
 from tests.lake_runner import file_identities, run_lake
 
@@ -262,11 +263,11 @@ def test_a_skip_record_never_replaces_another(tmp_path: Path) -> None:
     eventlog.ensure_lake(lake)
     now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     first = eventlog.record_skip(
-        lake, "run-1", skipped_batch_record("f" * 64, "copy-1.csv", "file", "run-1", now)
+        lake, "run-1", batch_record("f" * 64, "copy-1.csv", SKIPPED, "run-1", now)
     )
     kept = first.stat()
     second = eventlog.record_skip(
-        lake, "run-1", skipped_batch_record("f" * 64, "copy-2.csv", "file", "run-1", now)
+        lake, "run-1", batch_record("f" * 64, "copy-2.csv", SKIPPED, "run-1", now)
     )
     assert (first.name, second.name) == (f"run-1-{'f' * 64}.parquet", f"run-1-{'f' * 64}-1.parquet")
     assert (first.stat().st_ino, first.stat().st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)

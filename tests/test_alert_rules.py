@@ -1,5 +1,5 @@
 """monitoring/alerts.yml: valid Prometheus rules, their unit tests pass, and every
-metric they read is one the run writes (claimsflow.metrics)."""
+metric they read is one the run writes (claimsflow.ops.metrics)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from claimsflow.metrics import EventLogSize, RunMetrics, build_registry
-from claimsflow.settings import PROJECT_ROOT
+from claimsflow.ops.metrics import EventLogSize, RunMetrics, build_registry
+from tests.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.promtool, pytest.mark.integration]
 
-MONITORING = PROJECT_ROOT / "monitoring"
+MONITORING = REPO_ROOT / "monitoring"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
@@ -75,7 +75,7 @@ def test_alerts_read_only_metrics_the_run_writes(tmp_path: Path) -> None:
     samples = {s.name for m in build_registry(full, None).collect() for s in m.samples}
     assert used <= written | samples, used - (written | samples)
     # Every alert names its runbook section, and docs/operations.md has it.
-    runbook = (PROJECT_ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    runbook = (REPO_ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     for rule in (r for g in rules["groups"] for r in g["rules"]):
         anchor = rule["annotations"]["runbook"].split("#")[1]
         assert anchor == rule["alert"].lower()

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.serving import Stack
+from adjudicate.serving import Stack
 from tests.batch_helpers import (
     MEMBERS_CSV,
     case_row,
@@ -33,7 +34,7 @@ from tests.batch_helpers import (
 
 pytestmark = [pytest.mark.prefect, pytest.mark.e2e]
 
-ADJUDICATE = "/work/main/.venv/bin/adjudicate"
+ADJUDICATE = str(Path(sys.executable).with_name("adjudicate"))
 TIMEOUT = 420
 DECISIONS_SQL = (
     "SELECT case_id, status, reason_codes, allowed_cents, paid_cents, decided_at "
@@ -112,7 +113,8 @@ def _prepare(root: Path) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: Stack) -> World:
     root = tmp_path_factory.mktemp("cli")
     _prepare(root)
-    run_common = ["--reference", "ref", "--ruleset", "1"]
+    # The inbox files were written just now: take them all (no quiet period).
+    run_common = ["--reference", "ref", "--ruleset", "1", "--quiet-seconds", "0"]
     first: dict[str, tuple[list[str], Path | None]] = {
         # The two Prefect runs first: each has its own Prefect home, on the session's
         # server (the other commands stop before Prefect is reached).
@@ -171,9 +173,14 @@ def _describe(result: Result) -> str:
     )
 
 
+#: What `run` prints at once when it starts its own Prefect server (a progress line,
+#: before the flow checks the reference data and the rule set): not part of the error.
+STARTING = "starting local Prefect server…"
+
+
 def _assert_usage_error(result: Result, *needles: str) -> None:
     assert result.returncode == 2, _describe(result)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and line != STARTING]
     assert len(lines) == 1, _describe(result)
     assert "Traceback" not in result.stderr
     assert lines[0].startswith("adjudicate: error:"), lines[0]
@@ -304,6 +311,7 @@ def test_generate_is_deterministic(world: World) -> None:
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files, "generate wrote nothing"
     assert sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file()) == files
-    assert {str(p.parent) for p in files} == {"inbox", "reference"}
+    # reviews/: the sample review file, on cases the sample pends (spec §8).
+    assert {str(p.parent) for p in files} == {"inbox", "reference", "reviews"}
     for relative in files:
         assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative

@@ -15,27 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from claimsflow import catalog, eventlog
-from claimsflow.history import History
-from claimsflow.lake_lock import writer_lock
-from claimsflow.pipeline import (
-    PROCESSED,
-    REJECTED,
-    SKIPPED,
-    RunContext,
-    batch_id_of_bytes,
-    process_batch_file,
-)
-from claimsflow.reference import load_reference
-from claimsflow.rules.ruleset import load_ruleset
-from tests.batch_helpers import case_row, csv_bytes, write_reference
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.lake import catalog, eventlog
+from claimsflow.lake.lock import writer_lock
+from claimsflow.pipeline.batch import RunContext, batch_id_of_bytes, process_batch
+from claimsflow.vocabulary import PROCESSED, REJECTED, SKIPPED
+from tests.batch_helpers import case_row, csv_bytes, write_csv, write_reference
 from tests.lake_runner import (
     RULESET_V1,
+    logged_review,
     logged_run,
     read_log,
     run_lake,
     start_process,
 )
+from tests.review_helpers import first_batch, review_row, write_review
 
 RUNS = 3
 
@@ -150,16 +145,15 @@ def test_a_batch_recorded_by_another_writer_in_between_is_skipped(
     good.write_bytes(csv_bytes([case_row("C1"), case_row("C2", member_id="M999")]))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"7\n")
-    first = [process_batch_file(path, run, History.empty())[0] for path in (good, bad)]
+    first = [process_batch(path, run) for path in (good, bad)]
     assert [o.status for o in first] == [PROCESSED, REJECTED]
     before = sorted(p.name for p in eventlog.batches_dir(lake).iterdir())
 
     # A second writer that checked before the first one's rename became visible.
     monkeypatch.setattr(eventlog, "batch_recorded", lambda lake, batch_id: False)
-    second = [process_batch_file(path, run, History.empty()) for path in (good, bad)]
+    second = [process_batch(path, run) for path in (good, bad)]
 
-    assert [o.status for o, _history in second] == [SKIPPED, SKIPPED]
-    assert [h.decided_case_ids.to_list() for _o, h in second] == [[], []]
+    assert [o.status for o in second] == [SKIPPED, SKIPPED]
     assert sorted(p.name for p in eventlog.batches_dir(lake).iterdir()) == before
     assert list(eventlog.staging_dir(lake).iterdir()) == []
     catalog.refresh_catalog(lake)
@@ -202,3 +196,61 @@ def test_readers_during_a_run_see_each_batch_whole_or_not_at_all(tmp_path: Path)
         assert counts == {name: decided[name] for name in names[: len(counts)]}
     assert observed[-1] == {name: decided[name] for name in names}
     assert len({len(counts) for counts in observed}) > 1  # the readers saw the run progress
+
+
+def test_a_review_and_a_run_on_one_lake_never_interleave(tmp_path: Path) -> None:
+    """Spec §8: one writer per lake. A run (B1) and a review (H2) of the same member-year
+    started together end as one of the two serial orders, worked out by hand."""
+    inbox, lake, logs = tmp_path / "inbox", tmp_path / "lake", tmp_path / "logs"
+    reference = write_reference(tmp_path / "reference")
+    write_csv(inbox / "a.csv", first_batch())
+    run_lake(inbox, reference, lake)  # A1 approved (80.00 deductible); H1, H2, H3 pended
+    b1 = case_row(
+        "B1",
+        service_date="2024-08-01",
+        received_date="2024-08-02",
+        units="2",
+        billed_amount="200.00",
+    )
+    write_csv(inbox / "b.csv", [b1])
+    review = write_review(tmp_path / "r.csv", [review_row("H2")])
+    logs.mkdir()
+    run_log, review_log = logs / "run.log", logs / "review.log"
+    with writer_lock(lake):
+        writers = [
+            start_process(logged_run, inbox, reference, lake, run_log),
+            start_process(logged_review, review, reference, lake, review_log),
+        ]
+        wait_until(
+            lambda: all(read_log(log)[0] for log in (run_log, review_log)),
+            120,
+            "the run and the review to report waiting",
+        )
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    assert read_log(review_log)[1] == [{"source": "r.csv", "status": PROCESSED}]
+    got = {
+        case: (deductible, coinsurance, paid, used)
+        for case, deductible, coinsurance, paid, used in catalog.run_query(
+            lake,
+            "SELECT case_id, deductible_cents, coinsurance_cents, paid_cents, "
+            "deductible_used_before_cents FROM case_decisions WHERE case_id IN ('B1', 'H2')",
+        ).rows
+    }
+    # The run first: B1 200.00 after A1's 80.00 -> all deductible; then H2 (400.00) with
+    # 280.00 used: 220.00 deductible, (180.00 x 20 %) = 36.00 coinsurance, paid 144.00.
+    run_first = {"B1": (20_000, 0, 0, 8_000), "H2": (22_000, 3_600, 14_400, 28_000)}
+    # The review first: H2 with 80.00 used: 400.00 deductible; then B1 with 480.00 used:
+    # 20.00 deductible, (180.00 x 20 %) = 36.00 coinsurance, paid 144.00.
+    review_first = {"H2": (40_000, 0, 0, 8_000), "B1": (2_000, 3_600, 14_400, 48_000)}
+    assert got in (run_first, review_first)
+    order = [
+        row[0]
+        for row in catalog.run_query(
+            lake,
+            "SELECT source FROM batches WHERE source IN ('b.csv', 'r.csv') "
+            "AND status = 'PROCESSED' ORDER BY processed_at",
+        ).rows
+    ]
+    assert order == (["b.csv", "r.csv"] if got == run_first else ["r.csv", "b.csv"])

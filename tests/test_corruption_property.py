@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,21 +23,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claimsflow import eventlog
-from claimsflow.history import History
-from claimsflow.pipeline import (
-    PROCESSED,
-    REJECTED,
+from claimsflow.core.history import MemoryHistory
+from claimsflow.core.reference import Reference, load_reference
+from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
+from claimsflow.lake import eventlog
+from claimsflow.pipeline.batch import (
     RunContext,
     batch_id_of_bytes,
     decide_batch,
-    process_batch_file,
+    process_batch,
 )
-from claimsflow.reading import UnreadableBatch, read_batch_bytes
-from claimsflow.reference import Reference, load_reference
-from claimsflow.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.vocabulary import PROCESSED, REJECTED
 from schemas.case_batch import CASE_COLUMNS
 from tests.batch_helpers import CASE_HEADER, case_row, write_reference
+from tests.hypothesis_support import examples
 from tests.lake_runner import RULESET_V1
 
 SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
@@ -128,7 +129,7 @@ def ruleset() -> RuleSet:
 def assert_every_row_accounted_for(
     frame: pl.DataFrame, reference: Reference, ruleset: RuleSet
 ) -> None:
-    decision = decide_batch(frame, reference, ruleset, History.empty())
+    decision = decide_batch(frame, reference, ruleset, MemoryHistory())
     assert decision.rows_in == frame.height
     assert decision.rows_in == decision.decisions.height + decision.rejections.height
     # Each row is decided or rejected, exactly once.
@@ -137,12 +138,17 @@ def assert_every_row_accounted_for(
     assert sorted(decided + rejected) == list(range(1, frame.height + 1))
     assert decision.decisions.height == decision.cases.height
     assert decision.decisions["case_id"].n_unique() == decision.decisions.height
+    # Each error names its column: one of the contract's, a column of the file (a
+    # JSON key given twice), or a field past the header ("column 11").
+    named = {*CASE_COLUMNS, *frame.columns}
     for errors in decision.rejections["errors"].to_list():
         assert errors
-        assert all(error.split(": ", 1)[0] in CASE_COLUMNS for error in errors)
+        for error in errors:
+            column = error.split(": ", 1)[0]
+            assert column in named or re.fullmatch(r"column \d+", column), error
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=damaged_batches())
 def test_corrupted_batches_never_crash_and_lose_no_row(
     batch: tuple[str, bytes], reference: Reference, ruleset: RuleSet
@@ -159,7 +165,7 @@ def test_corrupted_batches_never_crash_and_lose_no_row(
 cell_text = st.text(max_size=12) | st.sampled_from(HOSTILE_TEXT)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     cells=st.lists(
         st.lists(cell_text, min_size=len(CASE_HEADER), max_size=len(CASE_HEADER)), max_size=5
@@ -182,7 +188,7 @@ def test_any_text_in_well_formed_files_is_read_verbatim(
     assert_every_row_accounted_for(frame, reference, ruleset)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=damaged_batches())
 def test_recorded_batches_match_what_was_decided(
     batch: tuple[str, bytes], reference: Reference, ruleset: RuleSet
@@ -195,7 +201,7 @@ def test_recorded_batches_match_what_was_decided(
         path = root / f"batch{SUFFIX[fmt]}"
         path.write_bytes(data)
         run = RunContext(lake, reference, ruleset, "property-run")
-        outcome, _history = process_batch_file(path, run, History.empty())
+        outcome = process_batch(path, run)
         batch_id = batch_id_of_bytes(data)
         recorded = read_recorded(lake, batch_id)
         assert recorded["batch"] == [

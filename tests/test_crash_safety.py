@@ -12,9 +12,13 @@ timestamps. One scenario goes through the real `adjudicate run` command.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,20 +26,25 @@ from typing import Any
 import polars as pl
 import pytest
 
-from claimsflow import catalog, eventlog
-from claimsflow.lake_lock import writer_lock
-from claimsflow.pipeline import batch_id_of_bytes
-from flows.serving import Stack
-from tests.batch_helpers import case_row, csv_bytes, write_reference
+from adjudicate.interrupts import Interrupted, stop_on_signals
+from adjudicate.serving import Stack
+from claimsflow.ingest.inbox import NotRead
+from claimsflow.lake import catalog, eventlog
+from claimsflow.lake.lock import writer_lock
+from claimsflow.pipeline.batch import batch_id_of_bytes
+from tests.batch_helpers import case_row, csv_bytes, write_csv, write_reference
 from tests.lake_runner import (
+    crash_review,
     crash_run,
     lake_snapshot,
     open_views,
+    review_lake,
     run_in_own_session,
     run_lake,
     start_process,
 )
-from tests.prefect_support import adjudicate_run_command, cli_environment
+from tests.prefect_support import UNMEASURED, adjudicate_run_command, cli_environment
+from tests.review_helpers import first_batch, review_row, write_review
 
 BATCH_FILES = ("a_first.csv", "b_broken.parquet", "c_second.jsonl", "d_third.csv", "e_copy.csv")
 TABLE_FILES = sorted(f"{table}.parquet" for table in eventlog.BATCH_TABLES)
@@ -256,6 +265,53 @@ def test_a_dead_runs_lock_does_not_block_the_next_run(world: World, tmp_path: Pa
         pass
 
 
+# A file that vanishes (or is replaced) between the inbox's listing and its reading
+# (issue 18, item 6): no batch this run, nothing recorded for it, the run goes on.
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [("vanished", "vanished after the inbox was listed"), ("folder", "is no longer a file")],
+)
+def test_a_file_gone_after_the_listing_is_no_batch_and_the_run_goes_on(
+    world: World, tmp_path: Path, how: str, reason: str
+) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(world.inbox, inbox)
+    lake = tmp_path / "lake"
+    second = inbox / "c_second.jsonl"
+
+    def take_it_away() -> None:
+        second.unlink()
+        if how == "folder":
+            second.mkdir()
+
+    not_read: list[NotRead] = []
+    outcomes = run_lake(inbox, world.reference, lake, after_listing=take_it_away, not_read=not_read)
+
+    assert [(o.source, o.status) for o in outcomes] == [
+        ("a_first.csv", "PROCESSED"),
+        ("b_broken.parquet", "REJECTED"),
+        ("d_third.csv", "PROCESSED"),  # the batches after it are decided
+        ("e_copy.csv", "SKIPPED"),
+    ]
+    assert [str(n) for n in not_read] == [f"c_second.jsonl ({reason})"]
+    c = world.batch_id("c_second.jsonl")
+    assert not eventlog.batch_recorded(lake, c)  # no record for bytes never read
+    assert sorted(p.name for p in eventlog.quarantine_dir(lake).iterdir()) == [
+        world.batch_id("b_broken.parquet")
+    ]
+    assert list(eventlog.staging_dir(lake).iterdir()) == []
+    # Back in the inbox, it is decided by the next run.
+    if how == "folder":
+        second.rmdir()
+    second.write_bytes(world.files["c_second.jsonl"])
+    again = run_lake(inbox, world.reference, lake)
+    assert [(o.source, o.status) for o in again if o.status != "SKIPPED"] == [
+        ("c_second.jsonl", "PROCESSED")
+    ]
+
+
 def kill(world: World, lake: Path, point: str, visit: int) -> None:
     process = start_process(crash_run, world.inbox, world.reference, lake, point, visit)
     process.join(timeout=180)
@@ -353,3 +409,217 @@ def run_cli(
     env = cli_environment(server, tmp_path / "prefect-home", crash)
     command = adjudicate_run_command(world.inbox, world.reference, lake, tmp_path / "reports")
     return run_in_own_session(command, env, tmp_path)
+
+
+# SIGTERM and SIGINT (issue 18, item 7): `adjudicate run` on its own temporary Prefect
+# server, stopped while a batch is written but not yet published.
+
+STOPPED = (
+    "adjudicate: run stopped by SIGTERM: no batch was half-recorded; batches recorded "
+    "before it stay, and the next run goes on from there"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_adjudicate_run_stopped_by_sigterm_leaves_no_server_and_a_consistent_lake(
+    world: World, tmp_path: Path
+) -> None:
+    lake, stall = tmp_path / "lake", tmp_path / "stall"
+    stall.mkdir()
+    # No PREFECT_API_URL: the command starts (and must stop) a temporary server. The
+    # 2nd publication of a fresh lake is a's (after _empty): the run waits there with
+    # a's tables complete in _staging/, not yet renamed into place.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIMS_", "PREFECT_"))}
+    env.update(
+        UNMEASURED,
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        CLAIMS_STALL_AT="before-publish",
+        CLAIMS_STALL_AFTER="2",
+        CLAIMS_STALL_DIR=str(stall),
+        COLUMNS="200",
+    )
+    command = adjudicate_run_command(world.inbox, world.reference, lake, tmp_path / "reports")
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            command, env=env, stdout=stdout, stderr=stderr, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not (stall / "stalled").exists():
+                assert process.poll() is None, err.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the run never reached the stall point"
+                time.sleep(0.2)
+            [aside] = eventlog.staging_dir(lake).iterdir()
+            assert sorted(p.name for p in aside.iterdir()) == TABLE_FILES
+
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=120)
+            survivors = _alive_in_group(process.pid)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    errors = err.read_text(encoding="utf-8", errors="replace")
+    assert returncode == 3, errors[-3000:]
+    assert errors.splitlines()[-1] == STOPPED
+    assert survivors is False  # the temporary Prefect server stopped with the command
+    # Nothing half-published: only the empty pseudo-batch, _staging/ cleaned up.
+    assert [p.name for p in eventlog.batches_dir(lake).iterdir()] == [eventlog.EMPTY_BATCH]
+    assert list(eventlog.staging_dir(lake).iterdir()) == []
+    with writer_lock(lake, timeout=1):  # released
+        pass
+
+    run_lake(world.inbox, world.reference, lake)
+
+    assert_same_as_uninterrupted(world, lake)
+
+
+def _alive_in_group(group: int) -> bool:
+    """Whether any process of the process group (the command's session) is alive."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_and_sigint_raise_interrupted_until_the_block_ends() -> None:
+    for number, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+        before = signal.getsignal(number)
+        with pytest.raises(Interrupted) as raised, stop_on_signals():
+            os.kill(os.getpid(), number)
+            time.sleep(5)  # interrupted at once
+        assert raised.value.signal_name == name
+        assert signal.getsignal(number) == before
+
+
+# Reviews (spec §8): a review killed anywhere, then recorded again, leaves the lake as
+# an uninterrupted review does; it never half-applies.
+
+
+@dataclass(frozen=True)
+class ReviewWorld:
+    base: Path  # a lake whose one batch pended H1, H2 and H3 (A1 approved)
+    reference: Path
+    review: Path
+    broken: Path  # not a review file: a REJECTED batch, quarantined
+    before: dict[str, list[tuple[Any, ...]]]  # the base lake's catalog
+    expected: dict[str, list[tuple[Any, ...]]]  # after the review, uninterrupted
+
+    def fresh_lake(self, lake: Path) -> Path:
+        """A copy of the base lake (without its catalog: its views name the base's files)."""
+        shutil.copytree(self.base, lake, ignore=shutil.ignore_patterns(catalog.CATALOG_FILE))
+        return lake
+
+
+@pytest.fixture(scope="module")
+def review_world(tmp_path_factory: pytest.TempPathFactory) -> ReviewWorld:
+    root = tmp_path_factory.mktemp("crash-review")
+    write_csv(root / "inbox" / "a.csv", first_batch())
+    reference = write_reference(root / "reference")
+    base = root / "base-lake"
+    run_lake(root / "inbox", reference, base)
+    review = write_review(
+        root / "r.csv",
+        [
+            review_row("H2", note="records received"),
+            review_row("H1"),
+            review_row("H3", "DENY", "CO-50", examiner="bob.king"),
+            review_row("A1"),
+        ],
+    )
+    broken = root / "broken.csv"
+    broken.write_bytes(b"case_id,decision\nH1,APPROVE\n")
+    baseline = root / "baseline-lake"
+    shutil.copytree(base, baseline, ignore=shutil.ignore_patterns(catalog.CATALOG_FILE))
+    review_lake(review, reference, baseline)
+    return ReviewWorld(
+        base, reference, review, broken, catalog_snapshot(base), catalog_snapshot(baseline)
+    )
+
+
+def test_uninterrupted_review_decides_as_worked_out_by_hand(review_world: ReviewWorld) -> None:
+    r = batch_id_of_bytes(review_world.review.read_bytes())
+    reviewed = [row[:8] for row in review_world.expected["case_decisions"] if row[1] == r]
+    assert reviewed == [
+        # H1, after H2 in the file: used 480.00 -> deductible 20.00; (280.00 x 20 %) =
+        # 56.00 coinsurance; paid 224.00.
+        ("H1", r, "APPROVED", [], 30_000, 2_000, 5_600, 22_400),
+        # H2: 400.00 allowed; M001 used 80.00 (A1): deductible 400.00, paid 0.
+        ("H2", r, "APPROVED", [], 40_000, 40_000, 0, 0),
+        ("H3", r, "DENIED", ["CO-50"], 0, 0, 0, 0),
+    ]
+    assert [row[:3] for row in review_world.expected["rejections"] if row[0] == r] == [(r, 4, "A1")]
+    assert [row[:7] for row in review_world.expected["batches"] if row[0] == r] == [
+        (r, "r.csv", "PROCESSED", 4, 3, 1, None)
+    ]
+
+
+# (crash point, visit, whether the killed review leaves work in _staging/). The base
+# lake exists: the review's only Parquet writes are its own batch's five tables.
+REVIEW_CRASHES = [
+    pytest.param("after-read", 1, False, id="after-reading"),
+    pytest.param("after-validation", 1, False, id="decided-not-written"),
+    pytest.param("while-writing-parquet", 3, True, id="writing-the-decisions"),
+    pytest.param("before-publish", 1, True, id="written-not-renamed"),
+    pytest.param("after-publish", 1, False, id="published-catalog-not-refreshed"),
+    pytest.param("while-refreshing-catalog", 1, True, id="catalog-built-not-renamed"),
+]
+
+
+@pytest.mark.parametrize(("point", "visit", "leaves_staging"), REVIEW_CRASHES)
+def test_killed_review_then_rerun_equals_an_uninterrupted_review(
+    review_world: ReviewWorld, tmp_path: Path, point: str, visit: int, leaves_staging: bool
+) -> None:
+    lake = review_world.fresh_lake(tmp_path / "lake")
+    kill_review(review_world, review_world.review, lake, point, visit)
+    staging = eventlog.staging_dir(lake)
+    assert (staging.is_dir() and any(staging.iterdir())) is leaves_staging
+    # A reader sees the review whole or not at all.
+    con = open_views(lake)
+    try:
+        seen = lake_snapshot(con)
+    finally:
+        con.close()
+    assert seen in (review_world.before, review_world.expected)
+    for folder in eventlog.batches_dir(lake).iterdir():
+        assert sorted(p.name for p in folder.iterdir()) == TABLE_FILES
+
+    outcome = review_lake(review_world.review, review_world.reference, lake)
+
+    assert outcome.batch.status == ("SKIPPED" if seen == review_world.expected else "PROCESSED")
+    assert catalog_snapshot(lake) == review_world.expected
+    assert list(eventlog.staging_dir(lake).iterdir()) == []
+    counts = catalog.run_query(
+        lake, "SELECT count(*) FROM decision_events WHERE decision_source = 'REVIEW'"
+    ).rows
+    assert counts == [(3,)]  # no decision recorded twice
+
+
+def test_a_review_file_killed_after_its_quarantine_is_rejected_once(
+    review_world: ReviewWorld, tmp_path: Path
+) -> None:
+    lake = review_world.fresh_lake(tmp_path / "lake")
+    broken = batch_id_of_bytes(review_world.broken.read_bytes())
+    kill_review(review_world, review_world.broken, lake, "after-quarantine", 1)
+    assert not eventlog.batch_recorded(lake, broken)
+
+    outcome = review_lake(review_world.broken, review_world.reference, lake)
+
+    assert (outcome.batch.status, outcome.batch.reason) == (
+        "REJECTED",
+        "missing required column(s): reason_code, examiner",
+    )
+    kept = eventlog.quarantine_dir(lake) / broken
+    assert sorted(p.name for p in kept.iterdir()) == ["broken.csv", "reason.txt"]
+    assert catalog_snapshot(lake)["case_decisions"] == review_world.before["case_decisions"]
+
+
+def kill_review(world: ReviewWorld, review: Path, lake: Path, point: str, visit: int) -> None:
+    process = start_process(crash_review, review, world.reference, lake, point, visit)
+    process.join(timeout=180)
+    if process.is_alive():
+        process.kill()
+    assert process.exitcode == -signal.SIGKILL, f"{point}#{visit} did not kill the review"

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from claimsflow.metrics import EventLogSize, RunMetrics, build_registry
+from claimsflow.ops.metrics import EventLogSize, RunMetrics, build_registry
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "monitoring" / "grafana-dashboard.json"
 

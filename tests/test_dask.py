@@ -13,6 +13,7 @@ it is compared with is the one-piece pipeline on the same inbox and reference.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,13 +24,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from claimsflow import catalog, eventlog
-from claimsflow.generate import write_sample
-from claimsflow.history import History
-from claimsflow.pipeline import RunContext, discover_inbox, process_batch_file
-from claimsflow.reference import load_reference
-from claimsflow.rules.ruleset import load_ruleset
-from flows.serving import Stack
+from adjudicate.serving import Stack
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.ingest.inbox import discover_inbox
+from claimsflow.lake import catalog, eventlog
+from claimsflow.pipeline.batch import RunContext, process_batch
+from claimsflow.tools.generate import write_sample
 from tests.conftest import RULESET_V1
 from tests.prefect_support import adjudicate_run_command, cli_environment
 
@@ -62,17 +63,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("dask-world")
     write_sample(root, 2400, 3, seed=9)
     lake = root / "local-lake"
+    # A clock that moves with each batch, as a real one does: the sample's later
+    # batches void and replace cases of earlier ones, and the latest decision of a
+    # case is the last by decided_at (a frozen clock would tie them).
+    seconds = itertools.count()
     run = RunContext(
         lake,
         load_reference(root / "reference"),
         load_ruleset(RULESET_V1),
         "local",
-        lambda: dt.datetime(2026, 11, 25, tzinfo=dt.UTC),
+        lambda: dt.datetime(2026, 11, 25, tzinfo=dt.UTC) + dt.timedelta(seconds=next(seconds)),
     )
     eventlog.ensure_lake(lake)
-    history = History.from_lake(lake)
     for path in discover_inbox(root / "inbox")[0]:
-        _, history = process_batch_file(path, run, history)
+        _ = process_batch(path, run)
     catalog.refresh_catalog(lake)
     return World(root / "inbox", root / "reference", lake)
 

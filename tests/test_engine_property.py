@@ -3,7 +3,7 @@
 Hypothesis builds small random worlds (members with one to three coverage spans,
 providers, a fee schedule, and one to three batches of 1-40 valid cases whose
 keys collide and whose dates sit on the boundaries), runs them through
-`claimsflow.pipeline.decide_batch` batch after batch, and compares every case's
+`claimsflow.pipeline.batch.decide_batch` batch after batch, and compares every case's
 status, reason codes and four amounts with `model_decisions` below: a plain loop
 over the cases in the spec's orders, written straight from the spec's text.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from claimsflow.history import History
+from claimsflow.core.history import MemoryHistory
+from tests.hypothesis_support import examples
 from tests.spec_helpers import (
     Fee,
     Provider,
@@ -327,7 +328,7 @@ def pipeline_decisions(world: World) -> dict[str, Outcome]:
     # Typed frames built directly (the CSV loader costs ~0.1 s per example; the
     # sanity test below checks both routes give the same Reference).
     reference = build_reference(*reference_rows(world))
-    history = History.empty()
+    history = MemoryHistory()
     results: dict[str, Outcome] = {}
     for batch in world.batches:
         rows = [
@@ -361,7 +362,7 @@ def pipeline_decisions(world: World) -> dict[str, Outcome]:
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

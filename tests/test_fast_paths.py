@@ -2,7 +2,7 @@
 
 `cents` slices the text instead of capturing with regexes; first-row-wins and
 the duplicate rule find repeated values by sorting hashes instead of a hash
-table (claimsflow/repeats.py); pricing reads the approved cases' amounts back by
+table (claimsflow/core/repeats.py); pricing reads the approved cases' amounts back by
 rank; a case's coverage span is found one span rank at a time. Each is checked
 against an oracle written independently (plain Python on generated values) or
 against amounts worked out by hand.
@@ -18,11 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claimsflow.pricing import PRICE_COLUMNS, price
-from claimsflow.repeats import hash_repeated, repeats_earlier_row
-from claimsflow.rules import context
-from claimsflow.rules.context import MEMBER_KEY
+from claimsflow.core.pricing import PRICE_COLUMNS, price
+from claimsflow.core.repeats import hash_repeated, repeats_earlier_row
+from claimsflow.core.rules import context
+from claimsflow.core.rules.context import MEMBER_KEY
 from schemas.text_checks import cents
+from tests.hypothesis_support import examples
 
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 
@@ -50,7 +51,7 @@ amount_like = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(amount_like, max_size=40))
 def test_cents_matches_the_oracle(values: list[str | None]) -> None:
     frame = pl.DataFrame({"billed_amount": values}, schema={"billed_amount": pl.String})
@@ -87,7 +88,7 @@ def repeats_oracle(values: list[str | None]) -> list[bool]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.one_of(st.none(), st.sampled_from(["A", "B", "C", "D", ""]), st.text()), max_size=60
@@ -112,7 +113,7 @@ def test_repeats_by_hand() -> None:
     ]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.integers(0, 20), max_size=80))
 def test_hash_repeated_is_occurs_more_than_once(values: list[int]) -> None:
     series = pl.Series("h", values, dtype=pl.UInt64)
@@ -141,18 +142,19 @@ def test_amounts_go_back_to_their_cases() -> None:
     # Allowed 80.00 each; deductible 50.00 taken by C1 (the first approved), then
     # 30.00 left; coinsurance 20 % of the rest.
     priced = price(_decisions(["DENIED", "APPROVED", "PENDED", "APPROVED"]))
+    # Balances before: C1 saw used 0, spent 0; C3 saw used 50.00, spent 50.00 + 6.00.
     assert priced.select(PRICE_COLUMNS).rows() == [
-        (0, 0, 0, 0, None),
-        (8_000, 5_000, 600, 2_400, 0),
-        (0, 0, 0, 0, None),
-        (8_000, 0, 1_600, 6_400, 5_000),
+        (0, 0, 0, 0, None, None),
+        (8_000, 5_000, 600, 2_400, 0, 0),
+        (0, 0, 0, 0, None, None),
+        (8_000, 0, 1_600, 6_400, 5_000, 5_600),
     ]
 
 
 def test_no_approved_case_prices_to_zero() -> None:
     priced = price(_decisions(["DENIED", "PENDED"]))
     assert priced.schema["allowed_cents"] == pl.Int64
-    assert priced.select(PRICE_COLUMNS).rows() == [(0, 0, 0, 0, None), (0, 0, 0, 0, None)]
+    assert priced.select(PRICE_COLUMNS).rows() == [(0, 0, 0, 0, None, None)] * 2
 
 
 span_world = st.lists(  # per member: the lengths of its spans, then the gap after each
@@ -162,7 +164,7 @@ span_world = st.lists(  # per member: the lengths of its spans, then the gap aft
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     span_world,
     st.lists(st.tuples(st.integers(-1, 6), st.integers(-5, 400)), max_size=40),
@@ -191,8 +193,10 @@ def test_covering_span_matches_the_oracle(
             "coverage_end": [day0 + dt.timedelta(days=e) for _, _, e in rows],
             "deductible_cents": [m * 1000 + s for m, s, _ in rows],
             "coinsurance_percent": [20] * len(rows),
+            # Every other span has a maximum (the span's start day, in cents).
+            "oop_max_cents": [None if s % 2 else s for _, s, _ in rows],
         },
-        schema_overrides={MEMBER_KEY: pl.UInt32},
+        schema_overrides={MEMBER_KEY: pl.UInt32, "oop_max_cents": pl.Int64},
     )
     known = [(m if 0 <= m < len(world) else None, d) for m, d in cases]
     member_key = pl.Series(MEMBER_KEY, [m for m, _ in known], dtype=pl.UInt32)
@@ -214,3 +218,4 @@ def test_covering_span_matches_the_oracle(
         None if s is None or m is None else m * 1000 + s
         for (m, _), s in zip(known, expected, strict=True)
     ]
+    assert found["oop_max_cents"].to_list() == [None if s is None or s % 2 else s for s in expected]

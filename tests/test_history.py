@@ -1,4 +1,5 @@
-"""The history a batch sees, read from the event log for that batch only (claimsflow/history.py).
+"""The history a batch sees, read from the event log for that batch only
+(claimsflow/lake/history.py).
 
 Values are worked out by hand from tests/batch_helpers.py's reference data, with one
 member more (M003), so that a batch has other members' claims to leave out:
@@ -35,15 +36,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from claimsflow import eventlog
-from claimsflow.generate import write_sample
-from claimsflow.history import BatchHistory, History
-from claimsflow.pipeline import RunContext, discover_inbox, process_batch_file
-from claimsflow.reading import read_batch_bytes
-from claimsflow.reference import Reference, load_reference
-from claimsflow.rules.ruleset import RuleSet, load_ruleset
-from claimsflow.storage import STATE_DIR_ENV, RemoteLocation, parse_location
-from claimsflow.validation import validate_batch
+from claimsflow.core.history import BatchHistory, MemoryHistory
+from claimsflow.core.reference import Reference, load_reference
+from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.core.validation import validate_batch
+from claimsflow.ingest.inbox import discover_inbox
+from claimsflow.ingest.reading import read_batch_bytes
+from claimsflow.lake import eventlog
+from claimsflow.lake.history import LakeHistory
+from claimsflow.lake.storage import STATE_DIR_ENV, RemoteLocation, parse_location
+from claimsflow.pipeline.batch import RunContext, process_batch
+from claimsflow.tools.generate import write_sample
 from tests.batch_helpers import (
     MEMBERS_CSV,
     CsvWriter,
@@ -51,7 +54,6 @@ from tests.batch_helpers import (
     RunFactory,
     case_row,
     csv_bytes,
-    write_csv,
     write_reference,
 )
 
@@ -191,55 +193,93 @@ def typed(rows: Sequence[Mapping[str, str]]) -> pl.DataFrame:
 
 
 def same(one: BatchHistory, other: BatchHistory) -> bool:
-    """The same case ids, prior claims and deductible rows (in any order)."""
+    """The same prior claims, accumulators and originals (in any order)."""
     return (
-        sorted(one.decided_case_ids.to_list()) == sorted(other.decided_case_ids.to_list())
-        and claims(one) == claims(other)
+        claims(one) == claims(other)
         and used(one) == used(other)
+        and sorted(one.originals.rows(), key=str) == sorted(other.originals.rows(), key=str)
     )
 
 
+#: A prior claim's received columns but case_id, as the tests write them.
+CLAIM_COLUMNS = [
+    "member_id",
+    "provider_id",
+    "service_date",
+    "received_date",
+    "procedure_code",
+    "diagnosis_code",
+    "units",
+    "billed_cents",
+    "prior_auth_id",
+]
+
+
 def claims(seen: BatchHistory) -> list[tuple[object, ...]]:
-    return sorted(seen.prior_claims.rows(), key=str)
+    return sorted(seen.prior_claims.select(CLAIM_COLUMNS).rows(), key=str)
 
 
 def used(seen: BatchHistory) -> list[tuple[object, ...]]:
-    return sorted(seen.deductible_used.rows())
+    """(member, year, deductible used, out-of-pocket spent) per member-year."""
+    return sorted(seen.accumulated.rows())
+
+
+def ids(found: pl.DataFrame) -> list[str]:
+    return sorted(found["case_id"].to_list())
+
+
+def whole_log(lake: Path) -> MemoryHistory:
+    """Every decided case of the log in memory, in the order decided: the whole-log
+    history every run used to load, to compare the per-batch reads with."""
+    return MemoryHistory.of(
+        eventlog.scan_table(lake, "decisions")
+        .join(eventlog.scan_table(lake, "cases").drop("batch_id"), on="case_id", how="left")
+        .sort("decided_at", "row_number")
+        .collect()
+    )
 
 
 def test_a_batch_sees_only_the_history_of_its_own_cases_and_members(
     recorded: Path, ruleset_v1: RuleSet
 ) -> None:
-    seen = History.from_lake(recorded).for_batch(typed(NEW_BATCH), ruleset_v1)
+    history = LakeHistory(recorded)
+    batch = typed(NEW_BATCH)
+    seen = history.for_batch(batch, ruleset_v1)
 
-    assert sorted(seen.decided_case_ids.to_list()) == ["A4", "B2"]
+    assert ids(history.decided_among(batch["case_id"])) == ["A4", "B2"]
+    assert history.decided_among(batch["case_id"]).sort("case_id").rows() == [
+        ("A4", "DENIED"),
+        ("B2", "APPROVED"),
+    ]
     # A1 (approved) and B6 (pended) share a key with C1 and C2; B4 and B5 were denied;
     # A2 has C1's provider, date and procedure, but it is M003's.
     assert claims(seen) == sorted([A1_CLAIM, B6_CLAIM], key=str)
-    assert seen.prior_claims.columns == [
-        "member_id",
-        "provider_id",
-        "service_date",
-        "received_date",
-        "procedure_code",
-        "diagnosis_code",
-        "units",
-        "billed_cents",
-        "prior_auth_id",
+    assert sorted(seen.prior_claims["case_id"].to_list()) == ["A1", "B6"]
+    # M001 2024: A1 200.00 + B2 25.00, all deductible (no coinsurance: 500.00 not met);
+    # M001 2025: B1; M002 2024: A3 (250.00 deductible not met). Nothing of M003.
+    assert used(seen) == [
+        ("M001", 2024, 22_500, 22_500),
+        ("M001", 2025, 10_000, 10_000),
+        ("M002", 2024, 10_000, 10_000),
     ]
-    # M001 2024: A1 200.00 + B2 25.00; M001 2025: B1; M002 2024: A3. Nothing of M003.
-    assert used(seen) == [("M001", 2024, 22_500), ("M001", 2025, 10_000), ("M002", 2024, 10_000)]
-    assert seen.deductible_used.schema == pl.Schema(
-        {"member_id": pl.String, "service_year": pl.Int32, "used_cents": pl.Int64}
+    assert seen.accumulated.schema == pl.Schema(
+        {
+            "member_id": pl.String,
+            "service_year": pl.Int32,
+            "used_cents": pl.Int64,
+            "spent_cents": pl.Int64,
+        }
     )
+    assert seen.originals.is_empty()
 
 
 def test_the_batch_history_is_the_whole_history_restricted_to_the_batch(
     recorded: Path, ruleset_v1: RuleSet
 ) -> None:
-    """The whole-log history (what every run used to load) gives the same answers."""
-    history = History.from_lake(recorded)
-    assert sorted(history.decided_case_ids.to_list()) == [
+    """The whole log held in memory gives the same answers as the per-batch reads."""
+    whole = whole_log(recorded)
+    latest = whole.latest()
+    assert sorted(latest["case_id"].to_list()) == [
         "A1",
         "A2",
         "A3",
@@ -251,75 +291,58 @@ def test_the_batch_history_is_the_whole_history_restricted_to_the_batch(
         "B5",
         "B6",
     ]
-    assert sorted(history.deductible_used.rows()) == [
-        ("M001", 2024, 22_500),
-        ("M001", 2025, 10_000),
-        ("M002", 2024, 10_000),
-        ("M003", 2024, 10_000),
-    ]
-    assert history.prior_claims.height == 7  # A1-A3, B1-B3 approved, B6 pended
-    assert history.decision_count() == 10
-    # The same decided cases held in memory: the same batch history.
-    whole = History.from_decided_cases(
-        eventlog.scan_table(recorded, "cases")
-        .join(eventlog.scan_table(recorded, "decisions"), on=["batch_id", "case_id"])
-        .sort("decided_at", "row_number")
-        .collect()
-    )
+    # M003 2024: A2 met its 100.00 deductible; B3 paid 10 % of 100.00 out of pocket.
+    assert whole.for_batch(
+        typed([case_row("X1", member_id="M003")]), ruleset_v1
+    ).accumulated.rows() == [("M003", 2024, 10_000, 11_000)]
+    assert LakeHistory(recorded).decision_count() == 10
     batch = typed(NEW_BATCH)
     assert same(
-        whole.for_batch(batch, ruleset_v1), History.from_lake(recorded).for_batch(batch, ruleset_v1)
+        whole.for_batch(batch, ruleset_v1), LakeHistory(recorded).for_batch(batch, ruleset_v1)
     )
 
 
 def test_a_case_decided_again_later_counts_with_its_latest_decision(
-    recorded: Path, tmp_path: Path, make_run: RunFactory, ruleset_v1: RuleSet
+    recorded: Path, ruleset_v1: RuleSet
 ) -> None:
-    # Recorded with an empty history, so validation does not see A1 and A3 decided:
-    # A1 again, now DENIED (P002 is suspended), A3 again, APPROVED for 60.00 only.
-    redo = write_csv(
-        tmp_path / "elsewhere" / "r.csv",
-        [
-            case_row(
-                "A1",
-                provider_id="P002",
-                service_date="2024-02-01",
-                received_date="2024-02-05",
-                units="2",
-                billed_amount="200.00",
-            ),
-            case_row(
-                "A3",
-                member_id="M002",
-                service_date="2024-04-01",
-                received_date="2024-04-05",
-                billed_amount="60.00",
-            ),
-        ],
+    """Later decisions (reviews, corrections: spec §8, §9) replace a case's earlier one:
+    here a later batch denies A1 and voids A3, and approves B6 (pended) for 12.50."""
+    later = pl.DataFrame(
+        {
+            "case_id": ["A1", "A3", "B6"],
+            "status": ["DENIED", "VOIDED", "APPROVED"],
+            "reason_codes": [["CO-50"], [], []],
+            "deductible_cents": [0, 0, 1_250],
+            "coinsurance_cents": [0, 0, 0],
+            "decision_source": ["REVIEW", "CORRECTION", "REVIEW"],
+            "decided_at": [dt.datetime(2030, 1, 1, tzinfo=dt.UTC)] * 3,
+        }
     )
-    outcome, _ = process_batch_file(redo, make_run("redecide"), History.empty())
-    assert outcome.by_status == {"APPROVED": 1, "DENIED": 1}
+    eventlog.record_batch(recorded, "later", {"decisions": later})
 
-    history = History.from_lake(recorded)
+    history = LakeHistory(recorded)
     seen = history.for_batch(typed(NEW_BATCH), ruleset_v1)
-    # A1's latest decision is a denial (under another key): no longer a prior claim.
+    # A1 is DENIED now: no longer a prior claim; B6 is APPROVED: still one.
     assert claims(seen) == [B6_CLAIM]
-    # M001 2024: B2 25.00 only; M002 2024: A3's latest decision, 60.00.
-    assert used(seen) == [("M001", 2024, 2_500), ("M001", 2025, 10_000), ("M002", 2024, 6_000)]
-    assert history.decision_count() == 12
-    assert sorted(history.deductible_used.rows()) == [
-        ("M001", 2024, 2_500),
-        ("M001", 2025, 10_000),
-        ("M002", 2024, 6_000),
-        ("M003", 2024, 10_000),
+    # M001 2024: B2 25.00 only; M002 2024: A3 gave its 100.00 back, B6 took 12.50.
+    assert used(seen) == [
+        ("M001", 2024, 2_500, 2_500),
+        ("M001", 2025, 10_000, 10_000),
+        ("M002", 2024, 1_250, 1_250),
     ]
+    assert history.decided_among(pl.Series(["A1", "A3", "B6", "Z9"])).sort("case_id").rows() == [
+        ("A1", "DENIED"),
+        ("A3", "VOIDED"),
+        ("B6", "APPROVED"),
+    ]
+    assert history.decision_count() == 13
+    assert same(whole_log(recorded).for_batch(typed(NEW_BATCH), ruleset_v1), seen)
 
 
 def test_decisions_recorded_earlier_in_the_same_run_are_seen(
     write_batch: CsvWriter, make_run: RunFactory, lake: Path
 ) -> None:
     run = make_run("one-run")
-    history = History.from_lake(lake)
     first = write_batch(
         "a.csv",
         [
@@ -349,12 +372,11 @@ def test_decisions_recorded_earlier_in_the_same_run_are_seen(
             case_row("E1", service_date="2024-06-03", received_date="2024-06-05"),
         ],
     )
-    outcome_a, after_a = process_batch_file(first, run, history)
+    outcome_a = process_batch(first, run)
     assert outcome_a.by_status == {"APPROVED": 1}
     # Nothing to carry: the next batch reads a.csv's decisions from the log.
-    assert after_a is history
-    assert after_a.decided_among(pl.Series(["E1", "E2"])).to_list() == ["E1"]
-    outcome_b, _ = process_batch_file(second, run, after_a)
+    assert ids(LakeHistory(lake).decided_among(pl.Series(["E1", "E2"]))) == ["E1"]
+    outcome_b = process_batch(second, run)
     assert (outcome_b.rows_decided, outcome_b.rows_rejected) == (2, 1)
     decisions = (
         eventlog.scan_table(lake, "decisions")
@@ -388,7 +410,7 @@ def test_a_key_without_member_id_sees_other_members_claims(
     )
     across_members = tmp_path / "claims-standard-v9.yaml"
     across_members.write_text(text.replace("version: 1", "version: 9"), encoding="utf-8")
-    seen = History.from_lake(recorded).for_batch(typed(NEW_BATCH[:1]), load_ruleset(across_members))
+    seen = LakeHistory(recorded).for_batch(typed(NEW_BATCH[:1]), load_ruleset(across_members))
     a2 = (
         "M003",
         "P001",
@@ -406,27 +428,34 @@ def test_a_key_without_member_id_sees_other_members_claims(
 def test_a_history_in_memory_advances_and_answers_the_same_questions(
     ruleset_v1: RuleSet,
 ) -> None:
-    decided = pl.DataFrame(
+    cases = pl.DataFrame(
         {
             "case_id": ["K1", "K2"],
             "member_id": ["M001", "M001"],
             "provider_id": ["P001", "P001"],
             "service_date": [dt.date(2024, 2, 1), dt.date(2024, 3, 1)],
             "procedure_code": ["99213", "99213"],
-            "status": ["APPROVED", "APPROVED"],
-            "deductible_cents": [5_000, 7_000],
         }
     )
-    history = History.empty().advanced_by(decided[:1]).advanced_by(decided[1:])
+    decisions = pl.DataFrame(
+        {
+            "case_id": ["K1", "K2"],
+            "status": ["APPROVED", "APPROVED"],
+            "deductible_cents": [5_000, 7_000],
+            "coinsurance_cents": [1_000, 0],
+        }
+    )
+    history = MemoryHistory().advanced_by(cases[:1], decisions[:1])
+    history = history.advanced_by(cases[1:], decisions[1:])
     batch = typed([case_row("K2"), case_row("N1", service_date="2024-02-01")])
     seen = history.for_batch(batch, ruleset_v1)
-    assert seen.decided_case_ids.to_list() == ["K2"]
+    assert ids(history.decided_among(batch["case_id"])) == ["K2"]
     assert [c[:3] for c in claims(seen)] == [("M001", "P001", dt.date(2024, 2, 1))]
-    assert used(seen) == [("M001", 2024, 12_000)]
-    assert history.decided_among(pl.Series(["K1", "X"])).to_list() == ["K1"]
-    nothing = History.empty().for_batch(batch, ruleset_v1)
-    assert (nothing.decided_case_ids.len(), nothing.prior_claims.height) == (0, 0)
-    assert nothing.deductible_used.is_empty()
+    # 50.00 + 70.00 deductible; 50.00 + 10.00 + 70.00 out of pocket.
+    assert used(seen) == [("M001", 2024, 12_000, 13_000)]
+    assert ids(history.decided_among(pl.Series(["K1", "X"]))) == ["K1"]
+    nothing = MemoryHistory().for_batch(batch, ruleset_v1)
+    assert (nothing.prior_claims.height, nothing.accumulated.height) == (0, 0)
 
 
 @pytest.fixture
@@ -456,13 +485,12 @@ def test_a_lake_on_an_object_store_gives_the_same_batch_history(
         lambda: dt.datetime(2025, 1, 15, tzinfo=dt.UTC),
     )
     eventlog.ensure_lake(memory_lake)
-    history = History.from_lake(memory_lake)
     for path in discover_inbox(inbox)[0]:
-        _outcome, history = process_batch_file(path, run, history)
+        process_batch(path, run)
     batch = typed(NEW_BATCH)
     assert same(
-        history.for_batch(batch, ruleset_v1),
-        History.from_lake(recorded).for_batch(batch, ruleset_v1),
+        LakeHistory(memory_lake).for_batch(batch, ruleset_v1),
+        LakeHistory(recorded).for_batch(batch, ruleset_v1),
     )
 
 
@@ -474,35 +502,25 @@ def test_generated_batches_see_the_whole_history_restricted_to_them(
     write_sample(tmp_path, 3_000, 4, seed=11)
     lake = tmp_path / "lake"
     eventlog.ensure_lake(lake)
+    # A clock that moves: the sample's corrections give cases a second decision, and
+    # a case's latest is its last by decided_at.
+    ticks = iter(range(1_000_000))
     run = RunContext(
         lake,
         load_reference(tmp_path / "reference"),
         ruleset_v1,
         "generated",
-        lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=next(ticks)),
     )
     *earlier, last = discover_inbox(tmp_path / "inbox")[0]
-    history = History.from_lake(lake)
     for path in earlier:
-        _outcome, history = process_batch_file(path, run, history)
+        process_batch(path, run)
     raw = read_batch_bytes(last.read_bytes(), last.suffix.removeprefix("."))
     batch = validate_batch(raw).cases
-    seen = history.for_batch(batch, ruleset_v1)
-
-    key = ["member_id", "provider_id", "service_date", "procedure_code"]
-    member_years = batch.select(
-        "member_id", pl.col("service_date").dt.year().cast(pl.Int32).alias("service_year")
-    ).unique()
-    expected_claims = history.prior_claims.join(batch.select(key).unique(), on=key, how="semi")
-    expected_used = history.deductible_used.join(
-        member_years, on=["member_id", "service_year"], how="semi"
-    ).filter(pl.col("used_cents") > 0)
-    assert seen.prior_claims.height > 0 and seen.deductible_used.height > 0
-    assert sorted(seen.prior_claims.rows(), key=str) == sorted(expected_claims.rows(), key=str)
-    assert sorted(seen.deductible_used.rows()) == sorted(expected_used.rows())
-    # The whole history is read again on each access: read it once.
-    decided = history.decided_case_ids
-    expected_ids = decided.filter(decided.is_in(batch["case_id"].implode()))
-    assert sorted(seen.decided_case_ids.to_list()) == sorted(expected_ids.to_list())
-    resubmitted = decided.filter(decided.is_in(raw["case_id"].implode()))
-    assert sorted(history.decided_among(raw["case_id"]).to_list()) == sorted(resubmitted.to_list())
+    seen = LakeHistory(lake).for_batch(batch, ruleset_v1)
+    expected = whole_log(lake).for_batch(batch, ruleset_v1)
+    assert seen.prior_claims.height > 0 and seen.accumulated.height > 0
+    assert same(seen, expected)
+    assert ids(LakeHistory(lake).decided_among(batch["case_id"])) == ids(
+        whole_log(lake).decided_among(batch["case_id"])
+    )

@@ -1,4 +1,4 @@
-"""Prometheus metrics of a run (claimsflow.metrics): the .prom file and the Pushgateway."""
+"""Prometheus metrics of a run (claimsflow.ops.metrics): the .prom file and the Pushgateway."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import ClassVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from claimsflow import eventlog, metrics
-from claimsflow.metrics import EventLogSize, RunMetrics
-from claimsflow.reporting.outputs import record_failed_run
+from claimsflow.lake import eventlog
+from claimsflow.ops import metrics
+from claimsflow.ops.metrics import EventLogSize, RunMetrics
+from claimsflow.ops.outputs import record_failed_run
 
 FINISHED = dt.datetime(2025, 1, 15, 3, 0, tzinfo=dt.UTC)  # 1736910000
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -1,4 +1,4 @@
-"""The lake and the inbox on an object store (claimsflow/storage.py, docs/object-storage.md).
+"""The lake and the inbox on an object store (claimsflow/lake/storage.py, docs/object-storage.md).
 
 * fsspec's `memory://` filesystem: the event log's write-once publication (batch
   record last, create-if-absent), invisibility of a cut-short publish, unique skips
@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,37 +31,37 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from claimsflow import catalog, eventlog
-from claimsflow.cli import app
-from claimsflow.history import History
-from claimsflow.lake_lock import LOCK_FILE, LakeBusy, writer_lock
-from claimsflow.pipeline import (
-    BatchOutcome,
-    RunContext,
-    discover_inbox,
-    process_batch_file,
-    skipped_batch_record,
-)
-from claimsflow.reference import Reference
-from claimsflow.rules.ruleset import RuleSet
-from claimsflow.storage import (
+from adjudicate.cli import app
+from adjudicate.serving import Stack
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.ingest.inbox import discover, discover_remote_inbox
+from claimsflow.lake import catalog, eventlog, objectstore
+from claimsflow.lake.history import LakeHistory
+from claimsflow.lake.lock import LOCK_FILE, LakeBusy, writer_lock
+from claimsflow.lake.storage import (
     STATE_DIR_ENV,
     Location,
     RemoteLocation,
     StorageError,
-    discover_remote_inbox,
     local_state,
     parse_location,
     write_object,
 )
-from flows.serving import Stack
+from claimsflow.pipeline.batch import (
+    BatchOutcome,
+    RunContext,
+    batch_record,
+)
+from claimsflow.pipeline.run import run_batches
+from claimsflow.vocabulary import SKIPPED
 from tests.batch_helpers import case_row, csv_bytes, write_reference
 from tests.lake_runner import lake_snapshot
 from tests.prefect_support import free_port
 
 UTC = dt.UTC
 NOW = dt.datetime(2025, 1, 15, 2, 0, tzinfo=UTC)
-ADJUDICATE = "/work/main/.venv/bin/adjudicate"
+ADJUDICATE = str(Path(sys.executable).with_name("adjudicate"))
 
 #: (case_id, status, reason_codes, allowed, deductible, coinsurance, paid) in cents.
 #: A1: 4 units x 100.00 = 400.00 allowed (billed 600.00), all of it deductible.
@@ -215,6 +216,31 @@ def test_an_unusable_url_is_one_clear_line(text: str, message: str) -> None:
     assert str(raised.value) == message
 
 
+# --- one lake interface: reads never write ---------------------------------------------
+
+
+def test_reads_of_a_lake_without_an_event_log_create_nothing(
+    tmp_path: Path, memory_lake: RemoteLocation
+) -> None:
+    """Every read of a lake that has no event log (a local folder that does not exist,
+    a prefix with no objects) answers "nothing recorded" and creates nothing."""
+    for lake in (tmp_path / "no-lake", memory_lake):
+        for table in eventlog.BATCH_TABLES:
+            scanned = eventlog.scan_table(lake, table).collect()
+            assert (scanned.height, scanned.schema) == (0, eventlog.TABLE_SCHEMAS[table])
+            assert eventlog.scan_batches(lake, table, []).collect().height == 0
+        assert eventlog.scan_skips(lake).collect().height == 0
+        assert eventlog.recorded_batch_ids(lake) == []
+        assert not eventlog.has_event_log(lake)
+        assert not eventlog.batch_recorded(lake, "b1")
+        assert LakeHistory(lake).decision_count() == 0
+        assert LakeHistory(lake).decided_among(pl.Series(["X1"])).is_empty()
+        assert eventlog.log_size(lake) == (0, 0, 0)
+    assert not (tmp_path / "no-lake").exists()
+    assert not memory_lake.fs.exists(memory_lake.root)
+    assert not local_state(memory_lake).exists()
+
+
 # --- the event log on an object store -----------------------------------------------------
 
 
@@ -230,8 +256,11 @@ def test_a_fresh_remote_lake_has_the_empty_pseudo_batch(memory_lake: RemoteLocat
         "events/batches/_empty/rule_hits.parquet",
         "events/skips/_empty.parquet",
     ]
-    assert eventlog.committed_batch_ids(memory_lake) == ["_empty"]
-    assert eventlog.scan_table(memory_lake, "decisions").collect().shape == (0, 17)
+    assert eventlog.recorded_batch_ids(memory_lake) == ["_empty"]
+    assert eventlog.scan_table(memory_lake, "decisions").collect().shape == (
+        0,
+        len(eventlog.TABLE_SCHEMAS["decisions"]),
+    )
     before = objects(memory_lake)
     eventlog.ensure_lake(memory_lake)  # idempotent: writes nothing more
     assert objects(memory_lake) == before
@@ -264,7 +293,7 @@ def test_the_batch_record_is_created_only_if_absent(
     """A writer that got past the check (a racing writer) still cannot record twice."""
     eventlog.ensure_lake(memory_lake)
     eventlog.record_batch(memory_lake, "b1", {"batch": record("b1", source="first.csv")})
-    monkeypatch.setattr(eventlog, "object_exists", lambda fs, path: False)
+    monkeypatch.setattr(objectstore, "object_exists", lambda fs, path: False)
     with pytest.raises(eventlog.BatchAlreadyRecorded):
         eventlog.record_batch(memory_lake, "b1", {"batch": record("b1", source="second.csv")})
     monkeypatch.undo()
@@ -310,7 +339,7 @@ def test_a_cut_short_publish_is_invisible_then_overwritten(
         if name == "before-publish":
             raise CutShort(name)
 
-    monkeypatch.setattr(eventlog, "crash_point", crash)
+    monkeypatch.setattr(objectstore, "crash_point", crash)
     with pytest.raises(CutShort):
         eventlog.record_batch(
             memory_lake, "b2", {"batch": record("b2"), "decisions": decisions("b2", {"C2": 111})}
@@ -325,7 +354,7 @@ def test_a_cut_short_publish_is_invisible_then_overwritten(
         "events/batches/b2/rule_hits.parquet",
     ]
     assert not eventlog.batch_recorded(memory_lake, "b2")
-    assert eventlog.committed_batch_ids(memory_lake) == ["_empty", "b1"]
+    assert eventlog.recorded_batch_ids(memory_lake) == ["_empty", "b1"]
     assert paid_by_case(memory_lake) == {"C1": 1600}
     catalog.refresh_catalog(memory_lake)
     assert catalog.run_query(memory_lake, DECISIONS_SQL.replace(", reason_codes", "")).rows == [
@@ -345,11 +374,11 @@ def test_skips_get_unique_names_and_never_replace_another(memory_lake: RemoteLoc
     eventlog.ensure_lake(memory_lake)
     batch_id = "f" * 64
     first = eventlog.record_skip(
-        memory_lake, "run-1", skipped_batch_record(batch_id, "copy-1.csv", "file", "run-1", NOW)
+        memory_lake, "run-1", batch_record(batch_id, "copy-1.csv", SKIPPED, "run-1", NOW)
     )
     kept = memory_lake.fs.cat_file(first.root)
     second = eventlog.record_skip(
-        memory_lake, "run-1", skipped_batch_record(batch_id, "copy-2.csv", "file", "run-1", NOW)
+        memory_lake, "run-1", batch_record(batch_id, "copy-2.csv", SKIPPED, "run-1", NOW)
     )
     assert (first.name, second.name) == (f"run-1-{batch_id}.parquet", f"run-1-{batch_id}-1.parquet")
     assert memory_lake.fs.cat_file(first.root) == kept
@@ -451,21 +480,8 @@ def run_inbox_into(
         return NOW + dt.timedelta(seconds=next(ticks))
 
     with writer_lock(lake, timeout=30):
-        eventlog.ensure_lake(lake)
-        eventlog.clean_staging(lake)
-        history = History.from_lake(lake)
         run = RunContext(lake, reference, ruleset, run_id, clock)
-        batches: Sequence[Location]
-        if isinstance(inbox, RemoteLocation):
-            batches = discover_remote_inbox(inbox)[0]
-        else:
-            batches = discover_inbox(inbox)[0]
-        outcomes = []
-        for path in batches:
-            outcome, history = process_batch_file(path, run, history)
-            outcomes.append(outcome)
-        catalog.refresh_catalog(lake)
-    return outcomes
+        return run_batches(run, discover(inbox)[0])
 
 
 def write_inbox(folder: Path, files: Mapping[str, bytes]) -> Path:
@@ -600,7 +616,7 @@ def test_pipeline_on_s3_matches_the_local_lake(
     ]
     assert catalog.run_query(lake, DECISIONS_SQL).rows == EXPECTED_DECISIONS
     a_id, c_id = sha(batch_a()), sha(files["c.parquet"])
-    assert sorted(eventlog.committed_batch_ids(lake)) == sorted(
+    assert sorted(eventlog.recorded_batch_ids(lake)) == sorted(
         ["_empty", a_id, sha(later["b.csv"]), c_id]
     )
     fs = lake.fs
@@ -671,7 +687,7 @@ def test_adjudicate_run_on_s3_gives_the_decisions_of_a_local_run(
     upload(s3_location(f"{prefix}/inbox"), inbox_files())
     # The session's Prefect server (tests/conftest.py): no temporary server per run.
     env = {**s3_env(s3_endpoint, root / "state"), "PREFECT_API_URL": prefect_server.api_url}
-    common = ["--reference", "ref", "--ruleset", "1", "--no-checks"]
+    common = ["--reference", "ref", "--ruleset", "1", "--no-checks", "--quiet-seconds", "0"]
     runs: dict[str, list[str]] = {
         "s3": ["run", "--inbox", f"{prefix}/inbox", "--lake", f"{prefix}/lake", *common],
         "local": ["run", "--inbox", "inbox", "--lake", "lake", *common],

@@ -14,11 +14,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from claimsflow import eventlog
-from claimsflow.cli import app
-from claimsflow.generate import write_sample
-from claimsflow.history import History
-from claimsflow.partitioning import (
+from adjudicate.cli import app
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.ingest.inbox import discover_inbox
+from claimsflow.lake import eventlog
+from claimsflow.pipeline.batch import (
+    BatchOutcome,
+    Decide,
+    PreparedBatch,
+    RunContext,
+    process_batch,
+)
+from claimsflow.pipeline.partitioning import (
+    ORDER,
     PARTITION,
     PartitioningError,
     PartitionResult,
@@ -28,25 +37,16 @@ from claimsflow.partitioning import (
     partition_of,
     split_cases,
 )
-from claimsflow.pipeline import (
-    BatchOutcome,
-    Decide,
-    PreparedBatch,
-    RunContext,
-    discover_inbox,
-    process_batch_file,
-)
-from claimsflow.reference import load_reference
-from claimsflow.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.settings import RULES_DIR
+from claimsflow.tools.generate import write_sample
 from tests.batch_helpers import RunFactory, case_row, write_csv
+from tests.hypothesis_support import examples
 
 EVENT_TABLES = ("batch", "cases", "decisions", "rule_hits", "rejections")
 
 
-def in_parts(run: RunContext, history: History, partitions: int) -> Decide:
-    return lambda prepared: decide_in_partitions(
-        prepared, run, history, partitions, decide_parts_here
-    )
+def in_parts(run: RunContext, partitions: int) -> Decide:
+    return lambda prepared: decide_in_partitions(prepared, run, partitions, decide_parts_here)
 
 
 def test_each_member_lands_in_one_part_and_parts_keep_batch_order() -> None:
@@ -69,9 +69,10 @@ def test_each_member_lands_in_one_part_and_parts_keep_batch_order() -> None:
         "C4",
         "C8",
     ]
-    for part in parts:  # batch order inside every part
+    for part in parts:  # batch order inside every part, each case with its position
         positions = [int(c[1:]) for c in part["case_id"]]
         assert positions == sorted(positions)
+        assert [p - 1 for p in positions] == part[ORDER].to_list()
     assert PARTITION not in parts[0].columns
 
 
@@ -116,9 +117,8 @@ def test_a_batch_in_parts_is_priced_by_hand_against_its_history(
         [case_row("H1", service_date="2024-02-01", units="4", billed_amount="400.00")],
     )
     first = make_run("history")
-    process_batch_file(inbox / "a.csv", first, History.empty())
+    process_batch(inbox / "a.csv", first)
     run = make_run("parts")
-    history = History.from_lake(run.lake)
     write_csv(
         inbox / "b.csv",
         [
@@ -135,9 +135,7 @@ def test_a_batch_in_parts_is_priced_by_hand_against_its_history(
         ],
     )
 
-    outcome, _ = process_batch_file(
-        inbox / "b.csv", run, history, in_parts(run, history, partitions)
-    )
+    outcome = process_batch(inbox / "b.csv", run, in_parts(run, partitions))
 
     assert outcome.rows_decided == 5
     decisions = eventlog.scan_table(run.lake, "decisions").filter(pl.col("case_id") != "H1")
@@ -167,12 +165,7 @@ def test_a_batch_with_no_valid_case_is_recorded_without_parts(
         calls.append(folders)
         return decide_parts_here(folders, ruleset)
 
-    outcome, _ = process_batch_file(
-        inbox / "bad.csv",
-        run,
-        History.empty(),
-        lambda p: decide_in_partitions(p, run, History.empty(), 4, spy),
-    )
+    outcome = process_batch(inbox / "bad.csv", run, lambda p: decide_in_partitions(p, run, 4, spy))
 
     assert (outcome.rows_in, outcome.rows_decided, outcome.rows_rejected) == (2, 0, 2)
     assert calls == []
@@ -186,15 +179,15 @@ def test_parts_that_decide_too_few_cases_fail_the_batch(inbox: Path, make_run: R
         return decide_parts_here(folders, ruleset)[:-1]
 
     def decide(prepared: PreparedBatch) -> object:
-        return decide_in_partitions(prepared, run, History.empty(), 8, loses_a_part)
+        return decide_in_partitions(prepared, run, 8, loses_a_part)
 
     with pytest.raises(PartitioningError, match="decided 1 of 2"):
-        process_batch_file(inbox / "b.csv", run, History.empty(), decide)  # type: ignore[arg-type]
+        process_batch(inbox / "b.csv", run, decide)  # type: ignore[arg-type]
     assert not eventlog.batch_recorded(run.lake, _only_batch_id(inbox / "b.csv"))
 
 
 def _only_batch_id(path: Path) -> str:
-    from claimsflow.pipeline import batch_id_of_bytes
+    from claimsflow.pipeline.batch import batch_id_of_bytes
 
     return batch_id_of_bytes(path.read_bytes())
 
@@ -203,9 +196,9 @@ def _run_lake(
     inbox: Path,
     reference: Path,
     lake: Path,
-    decide_for: Callable[[RunContext, History], Decide | None],
+    decide_for: Callable[[RunContext], Decide | None],
 ) -> list[BatchOutcome]:
-    ruleset = load_ruleset(Path("rules/claims-standard-v1.yaml"))
+    ruleset = load_ruleset(RULES_DIR / "claims-standard-v1.yaml")
     run = RunContext(
         lake,
         load_reference(reference),
@@ -214,16 +207,15 @@ def _run_lake(
         lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
     eventlog.ensure_lake(lake)
-    history = History.from_lake(lake)
     outcomes = []
     for path in discover_inbox(inbox)[0]:
-        outcome, history = process_batch_file(path, run, history, decide_for(run, history))
+        outcome = process_batch(path, run, decide_for(run))
         outcomes.append(outcome)
     return outcomes
 
 
 @settings(
-    max_examples=6,
+    max_examples=examples(6),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -245,11 +237,11 @@ def test_any_split_gives_the_one_piece_event_log(
     shutil.move(first, early / first.name)
     lakes = {"whole": root / "whole", "parts": root / "parts"}
 
-    def whole(run: RunContext, history: History) -> None:
+    def whole(run: RunContext) -> None:
         return None  # the one-piece run
 
-    def parts(run: RunContext, history: History) -> Decide:
-        return in_parts(run, history, partitions)
+    def parts(run: RunContext) -> Decide:
+        return in_parts(run, partitions)
 
     for lake in lakes.values():
         _run_lake(early, root / "reference", lake, whole)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,20 @@ import sqlalchemy as sa
 from prefect.client.schemas.objects import State
 from prefect.states import Failed
 
-from claimsflow.lake_lock import LakeBusy, writer_lock
-from claimsflow.pipeline import BatchOutcome
-from claimsflow.reference import ReferenceDataError
-from claimsflow.rules.ruleset import RuleSetError
-from claimsflow.run_summary import RunSummary
-from claimsflow.sql_source import SqlSourceError
+from adjudicate.serving import (
+    REPORTS,
+    SERVER,
+    Stack,
+    start_reports,
+    stop_served,
+    wait_until_serving_reports,
+)
+from claimsflow.core.reference import ReferenceDataError
+from claimsflow.core.rules.ruleset import RuleSetError
+from claimsflow.ingest.sql_source import SqlSourceError
+from claimsflow.lake.lock import LakeBusy, writer_lock
+from claimsflow.pipeline.batch import BatchOutcome
+from claimsflow.pipeline.summary import RunSummary
 from flows.adjudicate_batch import BatchChoiceError, _chosen_batch
 from flows.common import (
     NO_REPORTS,
@@ -31,7 +40,6 @@ from flows.common import (
     markdown_table,
     state_message,
 )
-from flows.serving import SERVER, Stack, stop_served
 from tasks.adjudication import (
     adjudicate_file,
     adjudicate_sql_increment,
@@ -117,6 +125,9 @@ def test_adjudicate_batch_needs_exactly_one_batch(tmp_path: Path) -> None:
     batch = tmp_path / "b1.csv"
     batch.write_text("case_id\n")
     assert _chosen_batch(str(batch), "", "") == batch
+    claims_837 = tmp_path / "b3.837"
+    claims_837.write_text("ISA")
+    assert _chosen_batch(str(claims_837), "", "") == claims_837
     assert _chosen_batch("", "sqlite:///x.db", "staged") == ("sqlite:///x.db", "staged")
     for args, problem in [
         (("", "", ""), "exactly one"),
@@ -152,3 +163,28 @@ def test_stop_ignores_a_pid_file_that_names_another_process(tmp_path: Path) -> N
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not stack.pid_file(SERVER).exists()
+
+
+def test_the_reports_server_serves_reports_on_loopback_and_make_stop_ends_it(
+    tmp_path: Path,
+) -> None:
+    from tests.prefect_support import free_port
+
+    stack = Stack(home=tmp_path / "home", project_dir=tmp_path, reports_port=free_port())
+    (tmp_path / "reports" / "runs").mkdir(parents=True)
+    (tmp_path / "reports" / "runs" / "run-r1.html").write_text("<h1>r1</h1>")
+    assert stack.env()["CLAIMS_REPORTS_URL"] == f"http://127.0.0.1:{stack.reports_port}/"
+    reports = start_reports(stack)
+    try:
+        stack.pid_file(REPORTS).write_text(str(reports.pid))  # as `make serve` does
+        wait_until_serving_reports(stack, reports)
+        link = f"{stack.reports_url}runs/run-r1.html"
+        with urllib.request.urlopen(link, timeout=10) as answer:  # noqa: S310 - loopback
+            assert answer.read() == b"<h1>r1</h1>"
+        stop_served(stack)  # `make stop`
+        assert reports.wait(10) is not None
+        assert not stack.pid_file(REPORTS).exists()
+    finally:
+        if reports.poll() is None:
+            reports.kill()
+            reports.wait()

@@ -4,15 +4,23 @@ allowed     = min(billed, fee_per_unit x units)
 deductible  = min(allowed, max(0, D - used))      used: same member, calendar year,
               APPROVED cases of earlier batches + earlier in (service, received, case_id)
 coinsurance = ((allowed - deductible) x percent + 50) // 100
+with oop_max M: room = max(0, M - spent)           spent: deductible + coinsurance,
+              deductible = min(deductible, room)   counted like used
+              coinsurance = min(coinsurance, room - deductible)
 paid        = allowed - deductible - coinsurance
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 import pytest
 
-from claimsflow.reference import Reference
+from claimsflow.core.decide import BatchDecision
+from claimsflow.core.pricing import price
+from claimsflow.core.reference import Reference
+from tests.pricing_oracle import Case, accumulated_frame, decisions_frame
 from tests.spec_helpers import (
     AMOUNT_COLUMNS,
     Amounts,
@@ -28,6 +36,15 @@ from tests.spec_helpers import (
 )
 
 ZERO: Amounts = (0, 0, 0, 0)
+Balances = tuple[int | None, int | None]
+
+
+def balances(decision: BatchDecision) -> dict[str, Balances]:
+    """case_id -> (used, spent) the case saw: deductible and out-of-pocket before it."""
+    return {
+        row["case_id"]: (row["deductible_used_before_cents"], row["oop_spent_before_cents"])
+        for row in decision.decisions.iter_rows(named=True)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +68,17 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
             Span("R50", "2024-01-01", "", "0.00", 50),
             Span("R100", "2024-01-01", "", "0.00", 100),
             Span("RD7", "2024-01-01", "", "10.00", 7),
+            # Out-of-pocket maxima (the last field): D 100.00, 20 %, M 150.00.
+            Span("CAP", "2024-01-01", "", "100.00", 20, "150.00"),
+            # No maximum until June, then M 50.00 (D 0, 20 % throughout).
+            Span("NOMAX", "2024-01-01", "2024-06-30", "0.00", 20),
+            Span("NOMAX", "2024-07-01", "", "0.00", 20, "50.00"),
+            # M 100.00 below D 500.00.
+            Span("SMALLM", "2024-01-01", "", "500.00", 20, "100.00"),
+            # A maximum of nothing: the member pays nothing.
+            Span("ZEROM", "2024-01-01", "", "100.00", 20, "0"),
+            # 7 % and M 0.57: rounding half up before the cap.
+            Span("RM7", "2024-01-01", "", "0.00", 7, "0.57"),
         ],
         providers=[Provider("P1"), Provider("P2"), Provider("P3"), Provider("P4")],
         fees=[
@@ -355,3 +383,219 @@ def test_amounts_are_integer_columns(reference: Reference) -> None:
     assert all(schema[c] == pl.Int64 for c in AMOUNT_COLUMNS)
     # allowed 1234; coins (1234 x 20 + 50) // 100 = 24730 // 100 = 247; paid 987
     assert amounts(decision) == {"A": (1234, 0, 247, 987)}
+
+
+# --- 4. out-of-pocket maximum -------------------------------------------------------------
+
+
+def test_cap_reached_mid_batch(reference: Reference) -> None:
+    # CAP: D 10000, 20 %, M 15000. File order D, P, B, X, C, A; service order A, B, C, D.
+    # P (pended: billed > 10,000.00) and X (denied: no prior auth) come between them
+    # and consume nothing.
+    rows = [
+        case("D", member="CAP", service="2024-05-01", units=1, billed="100.00"),
+        case("P", member="CAP", provider="P2", service="2024-02-15", billed="15000.00"),
+        case("B", member="CAP", service="2024-03-01", units=1, billed="100.00"),
+        case("X", member="CAP", service="2024-03-15", procedure="J1100", billed="50.00"),
+        case("C", member="CAP", service="2024-04-01", units=2, billed="200.00"),
+        case("A", member="CAP", service="2024-02-01", units=2, billed="300.00"),
+    ]
+    decision = decide(rows, reference)
+    assert verdicts(decision)["P"] == ("PENDED", ["P-HIGH-DOLLAR"])
+    assert verdicts(decision)["X"] == ("DENIED", ["CO-197"])
+    assert amounts(decision) == {
+        # A: allowed min(30000, 8000x2 = 16000) = 16000; used 0 -> ded min(16000, 10000)
+        #    = 10000; coins (6000 x 20 + 50) // 100 = 1200; spent 0, room 15000: no cap
+        #    paid 16000 - 10000 - 1200 = 4800; spent after 11200
+        "A": (16000, 10000, 1200, 4800),
+        "P": ZERO,
+        # B: allowed 8000; used 10000 -> ded 0; coins (8000 x 20 + 50) // 100 = 1600
+        #    room 15000 - 11200 = 3800: no cap; paid 6400; spent after 12800
+        "B": (8000, 0, 1600, 6400),
+        "X": ZERO,
+        # C: allowed 16000; ded 0; coins 3200; room 15000 - 12800 = 2200 -> coins 2200
+        #    paid 16000 - 2200 = 13800; spent after 15000 = M
+        "C": (16000, 0, 2200, 13800),
+        # D: allowed 8000; ded 0; coins 1600; room max(0, 15000 - 15000) = 0 -> coins 0
+        #    paid 8000
+        "D": (8000, 0, 0, 8000),
+    }
+    # (used, spent) each approved case saw; none for the others.
+    assert balances(decision) == {
+        "A": (0, 0),
+        "P": (None, None),
+        "B": (10000, 11200),
+        "X": (None, None),
+        "C": (10000, 12800),
+        "D": (10000, 15000),
+    }
+
+
+def test_span_without_maximum_then_span_with_one_in_the_same_year(
+    reference: Reference,
+) -> None:
+    # NOMAX: D 0, 20 %; no maximum to 2024-06-30, then M 5000. `spent` counts the
+    # coinsurance of the first span's cases too.
+    rows = [
+        case("N4", member="NOMAX", service="2024-09-01", billed="80.00"),
+        case("N3", member="NOMAX", service="2024-08-01", billed="80.00"),
+        case("N2", member="NOMAX", service="2024-05-01", billed="80.00"),
+        case("N1", member="NOMAX", service="2024-02-01", units=2, billed="300.00"),
+    ]
+    decision = decide(rows, reference)
+    assert amounts(decision) == {
+        # N1: allowed 16000; ded 0; coins (16000 x 20 + 50) // 100 = 3200; no maximum
+        #     paid 12800; spent after 3200
+        "N1": (16000, 0, 3200, 12800),
+        # N2: allowed 8000; coins 1600; no maximum; paid 6400; spent after 4800
+        "N2": (8000, 0, 1600, 6400),
+        # N3 (second span): coins 1600; room 5000 - 4800 = 200 -> coins 200; paid 7800
+        "N3": (8000, 0, 200, 7800),
+        # N4: room max(0, 5000 - 5000) = 0 -> coins 0; paid 8000
+        "N4": (8000, 0, 0, 8000),
+    }
+    assert balances(decision) == {
+        "N1": (0, 0),
+        "N2": (0, 3200),
+        "N3": (0, 4800),
+        "N4": (0, 5000),
+    }
+
+
+def test_maximum_smaller_than_deductible(reference: Reference) -> None:
+    # SMALLM: D 50000, 20 %, M 10000.
+    rows = [
+        case("S1", member="SMALLM", service="2024-02-01", units=2, billed="300.00"),
+        case("S2", member="SMALLM", service="2024-03-01", billed="80.00"),
+    ]
+    decision = decide(rows, reference)
+    assert amounts(decision) == {
+        # S1: allowed 16000; ded min(16000, 50000) = 16000; coins (0 x 20 + 50) // 100 = 0
+        #     room 10000 -> ded min(16000, 10000) = 10000; coins min(0, 0) = 0
+        #     paid 16000 - 10000 = 6000
+        "S1": (16000, 10000, 0, 6000),
+        # S2: allowed 8000; used 10000 -> ded min(8000, 40000) = 8000; coins 0
+        #     room max(0, 10000 - 10000) = 0 -> ded 0; paid 8000
+        "S2": (8000, 0, 0, 8000),
+    }
+    # used counts the capped deductible: S2 saw 10000 used, not 16000.
+    assert balances(decision) == {"S1": (0, 0), "S2": (10000, 10000)}
+
+
+def test_maximum_of_zero(reference: Reference) -> None:
+    # ZEROM: D 10000, 20 %, M 0: room is always 0, the plan pays all that is allowed.
+    rows = [
+        case("Z1", member="ZEROM", service="2024-02-01", units=2, billed="300.00"),
+        case("Z2", member="ZEROM", service="2024-03-01", billed="80.00"),
+    ]
+    decision = decide(rows, reference)
+    # Z1: allowed 16000; ded 10000, coins 1200 before the cap; room 0 -> 0, 0; paid 16000
+    # Z2: allowed 8000; used 0 still -> ded 8000, coins 0 before the cap; room 0; paid 8000
+    assert amounts(decision) == {"Z1": (16000, 0, 0, 16000), "Z2": (8000, 0, 0, 8000)}
+    assert balances(decision) == {"Z1": (0, 0), "Z2": (0, 0)}
+
+
+def test_coinsurance_rounds_half_up_before_the_cap(reference: Reference) -> None:
+    # RM7: D 0, 7 %, M 57. Fee of B0000 is 1000.00 a unit: allowed = billed.
+    rows = [
+        case("R1", member="RM7", procedure="B0000", service="2024-02-01", billed="8.07"),
+        case("R2", member="RM7", procedure="B0000", service="2024-03-01", billed="2.50"),
+    ]
+    decision = decide(rows, reference)
+    assert amounts(decision) == {
+        # R1: coins (807 x 7 + 50) // 100 = 5699 // 100 = 56 (56.49 down); room 57
+        #     -> 56; paid 807 - 56 = 751; spent after 56
+        "R1": (807, 0, 56, 751),
+        # R2: coins (250 x 7 + 50) // 100 = 1800 // 100 = 18 (17.50 up); room 57 - 56 = 1
+        #     -> 1; paid 250 - 1 = 249
+        "R2": (250, 0, 1, 249),
+    }
+
+
+def test_cap_reached_across_batches_through_the_pipeline(reference: Reference) -> None:
+    # CAP: D 10000, 20 %, M 15000. Each batch sees what earlier batches used and spent.
+    first, second, third = decide_batches(
+        [
+            [case("A", member="CAP", service="2024-02-01", units=2, billed="300.00")],
+            # B is served *before* A, but A was decided in an earlier batch.
+            [case("B", member="CAP", service="2024-01-15", units=2, billed="300.00")],
+            [case("C", member="CAP", service="2024-06-01", units=1, billed="100.00")],
+        ],
+        reference,
+    )
+    # A: allowed 16000; ded 10000; coins (6000 x 20 + 50) // 100 = 1200; room 15000
+    #    paid 4800; spent after 11200
+    assert amounts(first) == {"A": (16000, 10000, 1200, 4800)}
+    # B: allowed 16000; used 10000 -> ded 0; coins (16000 x 20 + 50) // 100 = 3200
+    #    room 15000 - 11200 = 3800 -> 3200; paid 12800; spent after 14400
+    assert amounts(second) == {"B": (16000, 0, 3200, 12800)}
+    assert balances(second) == {"B": (10000, 11200)}
+    # C: allowed 8000; coins 1600; room 15000 - 14400 = 600 -> 600; paid 7400
+    assert amounts(third) == {"C": (8000, 0, 600, 7400)}
+    assert balances(third) == {"C": (10000, 14400)}
+
+
+def _cap_case(case_id: str, day: int, status: str = "APPROVED") -> Case:
+    # CAP's terms: D 10000, 20 %, M 15000; fee 8000 a unit, 1 unit, billed 10000.
+    service = dt.date(2024, 3, day)
+    return Case(case_id, status, "CAP", service, service, day, 10_000, 8_000, 1,
+                10_000, 20, 15_000)  # fmt: skip
+
+
+def test_cap_reached_in_earlier_batches_leaves_nothing_to_pay() -> None:
+    # Earlier decisions of CAP's 2024: used 5000, spent 15000 (= M), and 2025 untouched.
+    # Both 2024 cases: allowed min(10000, 8000) = 8000; ded min(8000, 10000 - 5000) = 5000
+    # and coins ((8000 - 5000) x 20 + 50) // 100 = 600 before the cap; room
+    # max(0, 15000 - 15000) = 0 -> 0 and 0; paid 8000. They add nothing: the second
+    # sees the same (5000, 15000).
+    # The 2025 case starts from nothing: ded min(8000, 10000) = 8000, coins 0, room
+    # 15000: paid 0.
+    later = Case("Y", "APPROVED", "CAP", dt.date(2025, 1, 2), dt.date(2025, 1, 2), 9,
+                 10_000, 8_000, 1, 10_000, 20, 15_000)  # fmt: skip
+    cases = [_cap_case("K2", 2), _cap_case("K1", 1), _cap_case("KP", 1, "PENDED"), later]
+    priced = price(decisions_frame(cases), accumulated_frame({("CAP", 2024): (5_000, 15_000)}))
+    assert priced.select("case_id", *AMOUNT_COLUMNS, "deductible_used_before_cents",
+                         "oop_spent_before_cents").rows() == [
+        ("K2", 8000, 0, 0, 8000, 5000, 15000),
+        ("K1", 8000, 0, 0, 8000, 5000, 15000),
+        ("KP", 0, 0, 0, 0, None, None),
+        ("Y", 8000, 8000, 0, 0, 0, 0),
+    ]  # fmt: skip
+
+
+def test_cap_reached_across_batches_with_room_left() -> None:
+    # Earlier: used 10000 (D met), spent 14000 -> room 1000 for the first case.
+    # K1: allowed 8000; ded 0; coins (8000 x 20 + 50) // 100 = 1600; room 1000 -> 1000
+    #     paid 7000; spent after 15000
+    # K2: room 0 -> coins 0; paid 8000
+    priced = price(
+        decisions_frame([_cap_case("K2", 2), _cap_case("K1", 1)]),
+        accumulated_frame({("CAP", 2024): (10_000, 14_000)}),
+    )
+    assert priced.select("case_id", *AMOUNT_COLUMNS, "oop_spent_before_cents").rows() == [
+        ("K2", 8000, 0, 0, 8000, 15000),
+        ("K1", 8000, 0, 1000, 7000, 14000),
+    ]
+
+
+def test_review_order_is_the_file_order() -> None:
+    # Reviews price in file order: K1 (row 1, served 03-05) before K2 (row 2, served
+    # 03-01). Earlier: used 10000, spent 14000 -> room 1000 for whichever comes first.
+    # First: coins (8000 x 20 + 50) // 100 = 1600 -> 1000; paid 7000. Second: room 0;
+    # paid 8000.
+    k1 = Case("K1", "APPROVED", "CAP", dt.date(2024, 3, 5), dt.date(2024, 3, 5), 1,
+              10_000, 8_000, 1, 10_000, 20, 15_000)  # fmt: skip
+    k2 = Case("K2", "APPROVED", "CAP", dt.date(2024, 3, 1), dt.date(2024, 3, 1), 2,
+              10_000, 8_000, 1, 10_000, 20, 15_000)  # fmt: skip
+    accumulated = accumulated_frame({("CAP", 2024): (10_000, 14_000)})
+    by_file = price(decisions_frame([k1, k2]), accumulated, order=("row_number",))
+    assert by_file.select("case_id", "coinsurance_cents", "paid_cents").rows() == [
+        ("K1", 1000, 7000),
+        ("K2", 0, 8000),
+    ]
+    # In the default order K2 (served first) takes the room instead.
+    by_service = price(decisions_frame([k1, k2]), accumulated)
+    assert by_service.select("case_id", "coinsurance_cents", "paid_cents").rows() == [
+        ("K1", 0, 8000),
+        ("K2", 1000, 7000),
+    ]

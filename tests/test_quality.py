@@ -1,4 +1,4 @@
-"""The data-quality gate (claimsflow.quality): GX expectations and drift checks.
+"""The data-quality gate (claimsflow.ops.quality): GX expectations and drift checks.
 
 GX takes seconds to import; the module imports it once (the first checkpoint
 run) and runs the checkpoint four times: a frame breaking every invariant, a
@@ -14,31 +14,38 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from claimsflow import cli, eventlog, quality
-from claimsflow.pipeline import RunContext
-from claimsflow.quality import (
+from adjudicate import cli
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.lake import eventlog
+from claimsflow.ops import quality
+from claimsflow.ops.outputs import RunOutputs, publish_run_outputs
+from claimsflow.ops.quality import (
     BATCHES_TABLE,
     GX_DIR,
     RATES_TABLE,
     SUITES,
     TABLE_COLUMNS,
+    DecisionFailures,
     DriftBand,
+    GateState,
     RunTables,
-    decisions_table,
+    decision_failures,
     drift_checks,
 )
-from claimsflow.reference import load_reference
-from claimsflow.reporting.outputs import RunOutputs, publish_run_outputs
-from claimsflow.rules.ruleset import load_ruleset
-from claimsflow.run_summary import RunSummary
+from claimsflow.pipeline.batch import RunContext
+from claimsflow.pipeline.summary import RunSummary
 from tests.batch_helpers import RunFactory, case_row, run_inbox, write_csv, write_reference
 from tests.conftest import RULESET_V1
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.gx
 
@@ -133,6 +140,18 @@ BAND = {"denial_rate_min": 0.1, "denial_rate_max": 0.4}
 BAND |= {"rejection_rate_min": 0.0, "rejection_rate_max": 0.15}
 
 
+def checked(decisions: list[dict[str, object]], listed: int = 100) -> DecisionFailures:
+    """The gate's one pass over these decisions, registered as the run's decisions."""
+    con = duckdb.connect(":memory:")
+    try:
+        frame = pl.DataFrame(decisions, schema=DECISION_SCHEMA)
+        for view in ("run_decisions", "run_decision_events", "run_joined"):
+            con.register(view, frame)
+        return decision_failures(con, listed)
+    finally:
+        con.close()
+
+
 def tables(
     decisions: list[dict[str, object]],
     batches: list[tuple[str, str, int, int, int, int, int]],
@@ -141,7 +160,7 @@ def tables(
     columns = list(TABLE_COLUMNS[BATCHES_TABLE])
     batch_rows = [(b[0], b[0], f"{b[0]}.csv", *b[1:]) for b in batches]
     return RunTables(
-        decisions=decisions_table(pl.DataFrame(decisions, schema=DECISION_SCHEMA)),
+        decisions=checked(decisions).table,
         batches=pl.DataFrame(batch_rows, schema=columns, orient="row"),
         rates=pl.DataFrame(
             [("run", "run", 100, denial_rate, 100, 0.05)],
@@ -175,6 +194,37 @@ def test_each_invariant_expectation_fails_on_the_rows_that_break_it(
     assert [o.check for o in outcomes if o.success] == ["drift:rejection_rate"]
     assert docs == tmp_path / "gx-data-docs" / "index.html"
     assert docs.is_file()
+
+
+def test_the_pass_counts_every_failing_row_and_lists_the_first_ones() -> None:
+    # 250 rows: 120 APPROVED whose parts do not add up, 130 clean; 2 listed per check.
+    broken = [
+        decision(f"SUM{n:03d}", "APPROVED", [], (1000, 0, 200, 700), 1000) for n in range(120)
+    ]
+    clean = [decision(f"OK{n:03d}", "DENIED", ["CO-29"], (0, 0, 0, 0), 100) for n in range(130)]
+    failures = checked(broken + clean, listed=2)
+    assert failures.rows_checked == 250
+    assert {c: n for c, n in failures.counts.items() if n} == {"pricing-adds-up": 120}
+    assert failures.table.select("record_id", "check", "failing_rows").rows() == [
+        ("SUM000", "pricing-adds-up", 120),
+        ("SUM001", "pricing-adds-up", 120),
+    ]
+
+
+def test_a_voided_original_may_have_a_second_decision() -> None:
+    # Spec §9: a correction gives its original a VOIDED decision (no payload in the
+    # correcting batch, amounts 0, no codes): one more decision, not a repeat.
+    rows = [
+        decision("ORIG", "APPROVED", [], (100, 0, 20, 80), 100),
+        decision("ORIG", "VOIDED", [], (0, 0, 0, 0), None),
+        decision("VOID-ROW", "VOIDED", [], (0, 0, 0, 0), 100),
+    ]
+    assert {c: n for c, n in checked(rows).counts.items() if n} == {}
+    coded = [decision("V", "VOIDED", ["CO-18"], (0, 0, 0, 5), 100)]
+    assert {c: n for c, n in checked(coded).counts.items() if n} == {
+        "zero-amounts-unless-approved": 1,
+        "no-reasons-when-approved": 1,
+    }
 
 
 def test_clean_tables_meet_every_expectation(tmp_path: Path) -> None:
@@ -348,22 +398,22 @@ def test_the_checkpoint_leaves_the_gx_folder_untouched(
     assert any((reports / "gx-validations").rglob("*.json"))
 
 
-def test_a_run_that_recorded_nothing_passes_with_nothing_judged(
+def test_a_run_that_recorded_nothing_skips_the_gate(
     drift_runs: dict[str, RunOutputs],
 ) -> None:
     empty = drift_runs["empty"]
-    assert empty.quality is not None and empty.quality.success
-    assert empty.warnings == []
-    assert [(c.current, c.judged, c.note) for c in empty.quality.drift] == [
-        (None, False, "no rows in this run")
-    ] * 2
+    # Nothing was processed: the gate has no decision to check and does not run.
+    assert (empty.quality, empty.gate, empty.warnings) == (None, GateState.NOTHING_TO_CHECK, [])
     html = empty.report.read_text(encoding="utf-8")
     assert "No batch was recorded by this run (empty inbox?)." in html
+    assert "No batch was processed: the data-quality gate had no decision to check." in html
+    assert 'data-key="quality-state" data-value="unknown"' in html
     assert empty.metrics is not None
     text = empty.metrics.read_text(encoding="utf-8")
     assert 'claims_nightly_cases{status="APPROVED"} 0.0' in text
     assert "claims_nightly_denial_ratio" not in text  # nothing decided: no rate at all
     assert "claims_nightly_rejection_ratio" not in text
+    assert "claims_nightly_quality_gate_ok" not in text  # no gate, no verdict
 
 
 def test_cli_report_reruns_the_gate_with_the_band_from_the_environment(
@@ -518,3 +568,97 @@ def test_summary_outcomes_feed_the_batch_duration(drift_runs: dict[str, RunOutpu
     text = drift_runs["run-3"].metrics.read_text(encoding="utf-8")
     assert 'claims_nightly_stage_duration_seconds{stage="batches"}' in text
     assert 'claims_nightly_stage_duration_seconds{stage="quality"}' in text
+
+
+# The Data Docs offline (issue 19): GX's pages load their CSS and JavaScript from CDNs.
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Kept for people to look at (reports/ is ignored by git).
+SCREENSHOT = REPO_ROOT / "reports" / "screenshots" / "gx-data-docs-index.png"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+
+
+def test_data_docs_pages_name_no_outside_address(drift_runs: dict[str, RunOutputs]) -> None:
+    docs = drift_runs["run-4"].data_docs
+    assert docs is not None
+    site = docs.parent
+    loaded = re.compile(r'<(?:script|link|img)\b[^>]*?(?:src|href)="(https?:[^"]*)"')
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 3
+    assert {p.name: loaded.findall(p.read_text("utf-8")) for p in pages} == {
+        p.name: [] for p in pages
+    }
+    # The vendored files are in the site, with their licences.
+    vendor = site / "static" / "vendor"
+    assert (vendor / "jquery@3.7.1" / "jquery.min.js").is_file()
+    assert (vendor / "bootstrap@4.3.1" / "LICENSE").is_file()
+    assert (vendor / "NOTICES.md").is_file()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_data_docs_index_is_styled_and_lists_the_validations_offline(
+    drift_runs: dict[str, RunOutputs],
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    docs = drift_runs["run-4"].data_docs
+    assert docs is not None
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
+        )
+        try:
+            context = browser.new_context(offline=True)  # the network is off
+
+            def refuse(route: Any) -> None:
+                outside.append(route.request.url)
+                route.abort()
+
+            context.route("http*://**/*", refuse)
+            page = context.new_page()
+            page.set_default_timeout(90_000)  # a loaded two-core machine is slow to paint
+            page.goto(docs.as_uri())
+            page.wait_for_load_state("load")
+            # bootstrap-table (JavaScript) drew the list: one row per validation run
+            # of the checkpoint (three suites, two runs: run-3 and run-4). Wait for all
+            # six: the index has other tables (the suites' list) that may paint first,
+            # and a loaded machine shows the validations' placeholder row for seconds.
+            listed = page.locator(
+                ".bootstrap-table table tbody tr", has_text="claims_run_outputs-run_"
+            )
+            expect(listed).to_have_count(6, timeout=90_000)
+            # Cell by cell (textContent): a row's innerText depends on its layout at
+            # that instant (no tabs between cells while bootstrap-table redraws it).
+            rows = [
+                [cell.strip() for cell in row.locator("td").all_text_contents()]
+                for row in listed.all()
+            ]
+            styles = page.evaluate(
+                """() => ({
+                    font: getComputedStyle(document.body).fontFamily,
+                    navbarDisplay: getComputedStyle(document.querySelector('nav.navbar')).display,
+                    tableBox: getComputedStyle(
+                        document.querySelector('.bootstrap-table .fixed-table-container')
+                    ).position,
+                })"""
+            )
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert outside == []
+    suites = ("claims_run_decisions", "claims_run_batches", "claims_run_drift")
+    # Columns: status, run time, run name, asset name, batch id, expectation suite.
+    validations = {(cells[2], cells[5]) for cells in rows}
+    assert validations == {(run, suite) for run in ("run-3", "run-4") for suite in suites}
+    # Bootstrap's stylesheet applied (its navbar is a flex box; an unstyled <nav> is a
+    # block), and bootstrap-table's (its table container is positioned).
+    assert styles["navbarDisplay"] == "flex"
+    assert styles["tableBox"] == "relative"

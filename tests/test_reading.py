@@ -1,4 +1,4 @@
-"""Spec §1 input formats and §3 unreadable files: claimsflow.reading and inbox discovery."""
+"""Spec §1 input formats and §3 unreadable files: claimsflow.ingest.reading and inbox discovery."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from claimsflow.pipeline import discover_inbox
-from claimsflow.reading import RAW, ROW_NUMBER, UnreadableBatch, batch_format, read_batch_bytes
+from claimsflow.ingest.inbox import discover_inbox
+from claimsflow.ingest.reading import UnreadableBatch, batch_format, read_batch_bytes
+from claimsflow.vocabulary import RAW, READ_ERRORS, ROW_NUMBER
 from tests.batch_helpers import CASE_HEADER, REQUIRED_HEADER, case_row, csv_bytes
 
 # The same two cases in every format. Text formats carry them as the spec says;
@@ -222,21 +223,46 @@ def test_non_utf8_jsonl_is_unreadable() -> None:
     assert "UTF-8" in _reason(data, "jsonl")
 
 
-def test_ragged_csv_with_too_many_fields_is_unreadable() -> None:
+MORE_FIELDS = "not in the header (the line has more than its 10 fields)"
+NINE_OF_TEN = "not in the line (it has 9 of the header's 10 fields)"
+
+
+def test_csv_line_with_more_fields_than_the_header_is_a_row_error() -> None:
     data = csv_bytes([case_row("C1")]) + b"C2,M001,P001,2024-05-01,2024-05-10,99213,I10,1,5,,x,y\n"
-    assert "csv" in _reason(data, "csv")
+    frame = read_batch_bytes(data, "csv")
+    assert frame.select("case_id", "prior_auth_id", READ_ERRORS).rows() == [
+        ("C1", "", None),
+        (
+            "C2",
+            "",
+            [
+                {
+                    "column": "column 11",
+                    "error": "not in the header (the line has more than its 10 fields)",
+                }
+            ],
+        ),
+    ]
 
 
-def test_short_csv_row_is_never_taken_as_a_valid_case() -> None:
-    # A row with fewer fields than the header either makes the file unreadable or
-    # comes through with its missing cells empty, so that validation rejects it.
-    data = csv_bytes([case_row("C1")]) + b"C2,M001\n"
-    try:
-        frame = read_batch_bytes(data, "csv")
-    except UnreadableBatch:
-        return
-    short = frame.filter(pl.col("case_id") == "C2").row(0, named=True)
-    assert not short["provider_id"] and not short["billed_amount"]
+def test_csv_line_with_fewer_fields_than_the_header_names_each_missing_column() -> None:
+    # A file picked up while it was being copied: its last line cut inside billed_amount.
+    data = csv_bytes([case_row("C1")]) + b"C2,M001,P001,2024-05-01,2024-05-10,99213,I10,1,12"
+    frame = read_batch_bytes(data, "csv")
+    assert frame.select("case_id", "billed_amount", "prior_auth_id", READ_ERRORS).rows() == [
+        ("C1", "80.00", "", None),
+        (
+            "C2",
+            "12",
+            None,  # not in the line: null, not an empty cell
+            [
+                {
+                    "column": "prior_auth_id",
+                    "error": "not in the line (it has 9 of the header's 10 fields)",
+                }
+            ],
+        ),
+    ]
 
 
 def test_unterminated_quote_is_unreadable() -> None:
@@ -345,3 +371,28 @@ def test_links_leading_out_of_the_inbox_are_not_batches(tmp_path: Path) -> None:
 
 def test_discover_missing_inbox_is_empty(tmp_path: Path) -> None:
     assert discover_inbox(tmp_path / "nowhere") == ([], [])
+
+
+def test_jsonl_keys_and_kinds_after_the_first_thousand_objects_are_read() -> None:
+    # The keys and types are learnt from the first objects: what comes later is read
+    # all the same (another key, a list where there was text, a repeated key).
+    first = [json.dumps({**case_row(f"C{i}"), "units": [1]}) for i in range(1000)]
+    later = [
+        json.dumps({**case_row("L1"), "note": "late key"}),
+        json.dumps(case_row("L2")),
+        json.dumps(case_row("L3")).replace('"units": "1"', '"units": 2, "units": 3'),
+    ]
+    frame = read_batch_bytes("\n".join([*first, *later]).encode(), "jsonl")
+    assert frame.height == 1003
+    tail = frame.tail(3).select("case_id", "units", "note", READ_ERRORS).rows()
+    assert tail == [
+        ("L1", "1", "late key", None),
+        ("L2", "1", None, None),
+        (
+            "L3",
+            "2",
+            None,
+            [{"column": "units", "error": "given more than once in this JSON object"}],
+        ),
+    ]
+    assert frame["units"][0] == "[1]"

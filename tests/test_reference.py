@@ -6,9 +6,10 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from claimsflow.reference import ReferenceDataError, load_reference
+from claimsflow.core.reference import ReferenceDataError, load_reference
 from tests.batch_helpers import (
     FEE_SCHEDULE_CSV,
     MEMBERS_CSV,
@@ -87,6 +88,42 @@ def test_coinsurance_bounds_0_and_100_are_valid(tmp_path: Path) -> None:
     assert sorted(reference.members["coinsurance_percent"].to_list()) == [0, 100]
 
 
+def test_oop_max_is_optional_and_typed_in_cents(tmp_path: Path) -> None:
+    # Without the column (the fixture's members.csv): no span has a maximum.
+    reference = load_reference(write_reference(tmp_path / "without"))
+    assert reference.members.schema["oop_max_cents"] == pl.Int64
+    assert reference.members["oop_max_cents"].to_list() == [None, None, None]
+    # With it: 1500.00 -> 150000 cents, 0 -> 0 (a maximum of nothing), empty -> none,
+    # 12.5 -> 1250, " 7.05 " (blanks around it) -> 705.
+    members = (
+        MEMBERS_HEADER.replace("\n", ",oop_max\n")
+        + "M1,2024-01-01,,0,0,1500.00\n"
+        + "M2,2024-01-01,,0,0,0\n"
+        + "M3,2024-01-01,,0,0,\n"
+        + "M4,2024-01-01,,0,0,12.5\n"
+        + "M5,2024-01-01,,0,0, 7.05 \n"
+    )
+    reference = load_reference(write_reference(tmp_path / "with", members=members))
+    assert reference.members.sort("member_id")["oop_max_cents"].to_list() == [
+        150_000,
+        0,
+        None,
+        1_250,
+        705,
+    ]
+
+
+@pytest.mark.parametrize("value", ["-1.00", "abc", "12.345", "1,000.00", "1e3"])
+def test_bad_oop_max(tmp_path: Path, value: str) -> None:
+    members = MEMBERS_HEADER.replace("\n", ",oop_max\n") + (
+        "M1,2024-01-01,,0,0,100.00\n"  # row 1 is fine
+        f'M2,2024-01-01,,0,0,"{value}"\n'  # row 2 is not
+    )
+    message = load_error(tmp_path, members=members)
+    assert_names(message, "members.csv", 2, "oop_max")
+    assert "0 or more" in message
+
+
 # --- invalid reference data -------------------------------------------------------------
 
 
@@ -139,7 +176,9 @@ def test_duplicate_provider_id(tmp_path: Path) -> None:
     providers = PROVIDERS_CSV + "P001,ACTIVE,false\n"
     message = load_error(tmp_path, providers=providers)
     assert_names(message, "providers.csv", 4, "provider_id")
-    assert "P001" in message
+    # The rows, not the value: errors are printed and logged (docs/security.md).
+    assert message.endswith("repeats the provider_id of row 1")
+    assert "P001" not in message
 
 
 def test_duplicate_procedure_code(tmp_path: Path) -> None:
@@ -166,7 +205,9 @@ def test_overlapping_spans_of_one_member(tmp_path: Path) -> None:
     members = MEMBERS_CSV + "M001,2024-06-01,2024-12-31,0.00,0\n"
     message = load_error(tmp_path, members=members)
     assert_names(message, "members.csv", 4, "coverage_start")
-    assert "M001" in message
+    # The other span's row, never the member id (personal data; errors are logged).
+    assert message.endswith("overlaps the span of row 1 of the same member")
+    assert "M001" not in message
 
 
 def test_overlap_on_a_shared_boundary_day(tmp_path: Path) -> None:
@@ -182,8 +223,8 @@ def test_overlap_listed_out_of_date_order_names_an_overlapping_row(tmp_path: Pat
         "M1,2023-06-01,2024-02-01,0,0\n"  # row 3 overlaps row 1
     )
     message = load_error(tmp_path, members=members)
-    assert "members.csv" in message and "coverage_" in message and "M1" in message
-    assert re.search(r"\brow [13]\b", message), message
+    assert "members.csv" in message and "coverage_" in message and "M1" not in message
+    assert re.search(r"\brow [13]\b.*\brow [13]\b", message), message
 
 
 def test_spans_of_different_members_may_overlap(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The HTML run report (claimsflow.reporting) against hand-computed figures and the catalog.
+"""The HTML run report (claimsflow.ops.reporting) against hand-computed figures and the catalog.
 
 One batch `b1.csv`, run `report-run`, against the fixture reference plus P004
 (active, in network). Amounts by spec §5 (M001: deductible 500.00, 20 %;
@@ -28,31 +28,38 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import shutil
 import struct
 import subprocess
+import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from claimsflow import catalog, cli, eventlog
-from claimsflow.catalog import run_query
-from claimsflow.pipeline import RunContext
-from claimsflow.reference import load_reference
-from claimsflow.reporting import runlog
-from claimsflow.reporting.html import render_report, report_path, write_report
-from claimsflow.reporting.outputs import regenerate_report
-from claimsflow.rules.ruleset import RuleSet
-from claimsflow.settings import PROJECT_ROOT
+from adjudicate import cli
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.lake import catalog, eventlog
+from claimsflow.lake.catalog import run_query
+from claimsflow.ops import runlog
+from claimsflow.ops.outputs import regenerate_report
+from claimsflow.ops.quality import CheckOutcome, DriftCheck, QualityResult
+from claimsflow.ops.reporting.html import render_report, report_path, write_report
+from claimsflow.pipeline.batch import BatchOutcome, RunContext
+from claimsflow.pipeline.summary import RunSummary
 from tests.batch_helpers import PROVIDERS_CSV, case_row, run_inbox, write_csv, write_reference
+from tests.browser_support import needs_chromium, offline_page
+from tests.paths import REPO_ROOT
 
 RUN_ID = "report-run"
 CHROMIUM = Path("/usr/bin/chromium")
-ADJUDICATE = PROJECT_ROOT / ".venv" / "bin" / "adjudicate"
+ADJUDICATE = Path(sys.executable).with_name("adjudicate")
 #: Where the screenshot is kept for people to look at (reports/ is ignored by git).
-SCREENSHOT = PROJECT_ROOT / "reports" / "screenshots" / "run-report.png"
+SCREENSHOT = REPO_ROOT / "reports" / "screenshots" / "run-report.png"
 
 ROWS = [
     case_row("R1", service_date="2024-05-01", received_date="2024-05-10"),
@@ -210,6 +217,7 @@ def test_headline_figures_match_hand_computation_and_catalog(
         "rows-rejected": "3",
         "allowed": "$1,080.00",
         "paid": "$289.00",
+        "queue-size": "1",
     }
     # The same figures, asked of the analyst catalog.
     assert one(lake, "SELECT count(*) FROM case_decisions") == 7
@@ -286,6 +294,15 @@ def test_charts_match_hand_computation_and_catalog(lake: Path, rendered: tuple[P
         ("75-99 %", "member-years"): 0,
         ("met (100 %)", "member-years"): 2,
     }
+    # R6 (received 2024-05-10) waits when the run finishes on 2025-01-15: 250 days
+    # (21 left in May, 214 in June-December, 15 in January).
+    assert bars["pended-queue-age"] == {
+        ("0-7 days", "cases"): 0,
+        ("8-30 days", "cases"): 0,
+        ("31-90 days", "cases"): 0,
+        ("over 90 days", "cases"): 1,
+    }
+    assert "the oldest waits 250 day(s)" in "".join(parse(rendered[1]).text)
 
 
 def test_batch_table_matches_the_batches_view(lake: Path, rendered: tuple[Path, str]) -> None:
@@ -315,7 +332,7 @@ def test_report_is_self_contained(rendered: tuple[Path, str]) -> None:
     page = parse(rendered[1])
     assert page.external == []
     assert "<script" not in rendered[1]
-    assert rendered[1].count("<svg") == 6  # one inline SVG per chart
+    assert rendered[1].count("<svg") == 7  # one inline SVG per chart
 
 
 def test_unknown_run_and_missing_log_are_clear_errors(lake: Path, tmp_path: Path) -> None:
@@ -374,6 +391,33 @@ def test_screenshot_in_headless_chromium(rendered: tuple[Path, str], tmp_path: P
     print(f"screenshot of the run report: {SCREENSHOT}")
 
 
+@pytest.mark.browser
+@needs_chromium
+def test_report_opens_offline_and_shows_its_headline(rendered: tuple[Path, str]) -> None:
+    # Everything is inline (CSS, SVG charts): with the network off the page is whole.
+    with offline_page() as opened:
+        page = opened.page
+        page.goto(rendered[0].as_uri())
+        page.wait_for_load_state("load")
+        headline = page.locator(".banner .headline").inner_text()
+        figures = {
+            key: page.locator(f'[data-key="{key}"]').first.inner_text()
+            for key in ("cases-decided", "rows-rejected", "paid")
+        }
+        charts = page.locator("svg").count()
+        banner = page.evaluate(
+            "() => getComputedStyle(document.querySelector('.banner')).backgroundColor"
+        )
+    assert opened.outside == []
+    assert headline == (
+        "Data-quality checks were not run for this report. ⚠ But 3 row(s) were rejected "
+        "(see Batches and Rejected rows below)."
+    )
+    assert figures == {"cases-decided": "7", "rows-rejected": "3", "paid": "$289.00"}
+    assert charts >= 4
+    assert banner not in ("rgba(0, 0, 0, 0)", "transparent")  # the inline CSS applied
+
+
 def test_cli_report_writes_the_page_and_refuses_unknown_runs(lake: Path, tmp_path: Path) -> None:
     if not ADJUDICATE.exists():
         pytest.skip("the adjudicate entry point is not installed (make install)")
@@ -410,3 +454,119 @@ def test_regenerating_gives_the_same_page(lake: Path, tmp_path: Path) -> None:
     again = regenerate_report(lake, None, tmp_path, checks=False, now=moment)
     assert again.report == first.report == tmp_path / "runs" / "run-report-run.html"
     assert again.report.read_text(encoding="utf-8") == text
+
+
+# An honest report (issue 19): rejections in the headline, unjudged drift, files left
+# untouched, skipped batches with the batch they repeat.
+#
+# Night 1 (run-1): ok.csv (H1 approved) PROCESSED; bad.csv has no case_id column, so the
+# whole file is REJECTED; notes.txt and .hidden.csv are not batches. Night 2 (run-2):
+# the same two files again: both SKIPPED (same bytes), each seen before in run-1.
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory: pytest.TempPathFactory, ruleset_v1: RuleSet) -> Path:
+    root = tmp_path_factory.mktemp("nights")
+    reference = load_reference(write_reference(root / "reference"))
+    inbox = root / "inbox"
+    write_csv(inbox / "ok.csv", [case_row("H1", service_date="2024-05-01")])
+    (inbox / "bad.csv").write_text("member_id,units\nM001,1\n", encoding="utf-8")
+    (inbox / "notes.txt").write_text("not a batch\n", encoding="utf-8")
+    (inbox / ".hidden.csv").write_text("case_id\nX\n", encoding="utf-8")
+    lake = root / "lake"
+    for night, run_id in enumerate(("run-1", "run-2")):
+        ticks = itertools.count()
+        start = dt.datetime(2025, 1, 15 + night, 2, 0, tzinfo=dt.UTC)
+
+        def clock(start: dt.datetime = start, ticks: itertools.count[int] = ticks) -> dt.datetime:
+            return start + dt.timedelta(seconds=next(ticks))
+
+        eventlog.ensure_lake(lake)
+        run_inbox(inbox, RunContext(lake, reference, ruleset_v1, run_id, clock))
+    catalog.refresh_catalog(lake)
+    return lake
+
+
+def passed_gate(run_id: str, drift: list[DriftCheck]) -> QualityResult:
+    outcomes = [
+        CheckOutcome("claims_run_decisions", "status-allowed", "Status is allowed.", "critical",
+                     True, 0, []),
+        *[
+            CheckOutcome("claims_run_drift", f"drift:{c.metric}", "drift", "warning", True, 0, [])
+            for c in drift
+        ],
+    ]  # fmt: skip
+    return QualityResult(run_id, outcomes, drift, None, rows_checked=1)
+
+
+FEW_RUNS = "baseline needs 3 earlier run(s), found 0"
+UNJUDGED = [
+    DriftCheck("denial_rate", 0.0, None, 0, 0.0, 1.0, False, FEW_RUNS),
+    DriftCheck("rejection_rate", 0.0, None, 0, 0.0, 1.0, False, FEW_RUNS),
+]
+
+
+def test_a_passed_gate_with_a_rejected_batch_says_so_in_the_headline(
+    two_nights: Path, tmp_path: Path
+) -> None:
+    facts = runlog.load_run_facts(two_nights, "run-1")
+    target = report_path(tmp_path, "run-1")
+    html = render_report(
+        facts,
+        passed_gate("run-1", UNJUDGED),
+        generated_at=dt.datetime(2025, 1, 15, 3, 0, tzinfo=dt.UTC),
+        target=target,
+        untouched=[".hidden.csv", "notes.txt"],
+    )
+    banner = re.search(
+        r'<section class="banner (\w+)".*?<strong class="headline">(.*?)</strong>', html
+    )
+    assert banner is not None
+    assert banner.group(1) == "warn"  # not "ok": a file was rejected
+    assert unescape(banner.group(2)) == (
+        "Data-quality gate passed: 1 of 1 judged expectations met; 2 drift check(s) not "
+        "judged (baseline needs 3 earlier run(s), found 0). ⚠ But 1 batch file(s) were "
+        "REJECTED (see Batches and Rejected rows below)."
+    )
+    # Unjudged drift expectations read "not judged", not "met".
+    for metric in ("denial_rate", "rejection_rate"):
+        row = re.search(rf'<tr data-check="drift:{metric}".*?</tr>', html)
+        assert row is not None and "not judged" in row.group(0) and ">met<" not in row.group(0)
+    # The files left untouched are named (spec §1).
+    assert re.findall(r'<ul id="untouched">(.*?)</ul>', html) == [
+        "<li><code>.hidden.csv</code></li><li><code>notes.txt</code></li>"
+    ]
+
+
+def test_skipped_batches_name_the_batch_they_repeat(two_nights: Path, tmp_path: Path) -> None:
+    facts = runlog.load_run_facts(two_nights, "run-2")
+    assert {facts.seen_before[b].source for b in facts.seen_before} == {"ok.csv", "bad.csv"}
+    html = render_report(
+        facts,
+        None,
+        generated_at=dt.datetime(2025, 1, 16, 3, 0, tzinfo=dt.UTC),
+        target=report_path(tmp_path, "run-2"),
+    )
+    reasons = {row[0]: row[-1] for row in parse(html).batch_rows}
+    assert reasons == {
+        "ok.csv": "seen before as ok.csv (PROCESSED 2025-01-15 02:00 UTC, run run-1)",
+        "bad.csv": "seen before as bad.csv (REJECTED 2025-01-15 02:00 UTC, run run-1)",
+    }
+    # The catalog keeps batches.reason null for SKIPPED batches (spec §7).
+    skipped = run_query(
+        two_nights, "SELECT count(*) FROM batches WHERE status = 'SKIPPED' AND reason IS NULL"
+    ).rows
+    assert skipped == [(2,)]
+    summary = RunSummary(
+        "run-2",
+        "claims-standard v1",
+        batches=[
+            BatchOutcome(b, str(s), "SKIPPED")
+            for b, s in facts.batches.select("batch_id", "source").rows()
+        ],
+        seen_before={b: seen.text() for b, seen in facts.seen_before.items()},
+    )
+    assert [line for line in summary.lines() if line.startswith("skipped")] == [
+        f"skipped batch {source}: {reasons[source]}" for source in facts.batches["source"]
+    ]
+    assert {row["batch"]: row["reason"] for row in summary.batch_table()} == reasons

@@ -12,12 +12,12 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from claimsflow.eventlog import TABLE_SCHEMAS
-from claimsflow.history import History
-from claimsflow.pipeline import decide_batch
-from claimsflow.reading import with_row_identity
-from claimsflow.reference import Reference
-from claimsflow.rules.context import CASE_PAYLOAD_COLUMNS
+from claimsflow.core.history import MemoryHistory
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.context import CASE_PAYLOAD_COLUMNS
+from claimsflow.ingest.reading import with_row_identity
+from claimsflow.lake.eventlog import TABLE_SCHEMAS
+from claimsflow.pipeline.batch import decide_batch
 from tests.spec_helpers import (
     Fee,
     Provider,
@@ -177,7 +177,7 @@ def test_prior_auth_column_absent_counts_as_missing(reference: Reference) -> Non
     row = case("A", procedure="J1100")
     del row["prior_auth_id"]
     frame = pl.DataFrame([row], schema={k: pl.String for k in row})
-    decision = decide_batch(with_row_identity(frame), reference, ruleset_v1(), History.empty())
+    decision = decide_batch(with_row_identity(frame), reference, ruleset_v1(), MemoryHistory())
     assert verdicts(decision) == {"A": ("DENIED", ["CO-197"])}
 
 
@@ -533,20 +533,20 @@ def _earlier(case_id: str, status: str, procedure: str = "99213") -> dict[str, o
 def test_history_from_decided_cases_drives_cross_batch_duplicates(
     reference: Reference, earlier_status: str, expected: tuple[str, list[str]]
 ) -> None:
-    history = History.from_decided_cases(_decided([_earlier("OLD", earlier_status)]))
+    history = MemoryHistory.of(_decided([_earlier("OLD", earlier_status)]))
     decision = decide([case("NEW", received="2024-03-05")], reference, history=history)
     assert verdicts(decision) == {"NEW": expected}
 
 
 def test_history_key_other_procedure_is_not_a_duplicate(reference: Reference) -> None:
-    history = History.from_decided_cases(_decided([_earlier("OLD", "APPROVED", "99214")]))
+    history = MemoryHistory.of(_decided([_earlier("OLD", "APPROVED", "99214")]))
     decision = decide([case("NEW", received="2024-03-05")], reference, history=history)
     assert verdicts(decision) == {"NEW": APPROVED}
 
 
 def test_history_duplicate_and_in_batch_twin(reference: Reference) -> None:
     # The key was approved earlier: both new twins are duplicates.
-    history = History.from_decided_cases(_decided([_earlier("OLD", "APPROVED")]))
+    history = MemoryHistory.of(_decided([_earlier("OLD", "APPROVED")]))
     rows = [case("N1", received="2024-03-05"), case("N2", received="2024-03-06")]
     decision = decide(rows, reference, history=history)
     assert verdicts(decision) == {"N1": ("DENIED", ["CO-18"]), "N2": ("DENIED", ["CO-18"])}

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
-from claimsflow.reference import Reference
-from claimsflow.rules.ruleset import (
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.ruleset import (
     RuleSet,
     RuleSetError,
     load_ruleset,
     load_rulesets,
     select_ruleset,
 )
+from claimsflow.settings import RULES_DIR
 from tests.spec_helpers import (
-    RULES_DIR,
     V1_FILE,
     Fee,
     Provider,

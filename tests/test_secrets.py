@@ -22,19 +22,11 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from claimsflow import catalog, eventlog
-from claimsflow.history import History
-from claimsflow.pipeline import (
-    PROCESSED,
-    REJECTED,
-    RunContext,
-    process_batch_file,
-    process_sql_batch,
-)
-from claimsflow.reading import UnreadableBatch, read_batch_bytes
-from claimsflow.reference import load_reference
-from claimsflow.rules.ruleset import load_ruleset
-from claimsflow.sql_source import (
+from adjudicate.serving import Stack
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
+from claimsflow.ingest.sql_source import (
     PASSWORD_ENV,
     SqlSourceError,
     pull_increment,
@@ -42,7 +34,9 @@ from claimsflow.sql_source import (
     split_password,
     with_password,
 )
-from flows.serving import Stack
+from claimsflow.lake import catalog, eventlog
+from claimsflow.pipeline.batch import RunContext, process_batch
+from claimsflow.vocabulary import PROCESSED, REJECTED
 from tests.batch_helpers import CASE_HEADER, MEMBERS_CSV, case_row, csv_bytes, write_reference
 from tests.lake_runner import RULESET_V1, run_in_own_session
 from tests.prefect_support import Api, adjudicate_run_command, cli_environment, settled
@@ -186,7 +180,7 @@ def test_the_password_stays_out_of_the_event_log_and_catalog(
     run = RunContext(lake, reference, load_ruleset(RULESET_V1), "secret-run")
     increment = pull_increment(secret_url(), staging_table, lake)
     assert increment is not None
-    outcome, _history = process_sql_batch(increment, run, History.empty())
+    outcome = process_batch(increment, run)
     catalog.refresh_catalog(lake)
 
     assert (outcome.status, outcome.rows_decided, outcome.rows_rejected) == (PROCESSED, 1, 1)
@@ -304,8 +298,8 @@ def test_adjudicate_run_keeps_the_password_and_personal_data_out_of_everything(
 
 def test_logs_name_counts_not_people(tmp_path: Path) -> None:
     """What a batch's log line and the run summary say (tasks/adjudication.py and
-    claimsflow/run_summary.py): the file, batch id, counts, reason."""
-    from claimsflow.run_summary import RunSummary
+    claimsflow/pipeline/summary.py): the file, batch id, counts, reason."""
+    from claimsflow.pipeline.summary import RunSummary
 
     lake = tmp_path / "lake"
     eventlog.ensure_lake(lake)
@@ -317,7 +311,7 @@ def test_logs_name_counts_not_people(tmp_path: Path) -> None:
     )
     bad = tmp_path / "b.csv"
     bad.write_bytes(",".join(CASE_HEADER).encode() + b'\nB1,"' + MEMBER.encode() + b'"x,P001\n')
-    outcomes = [process_batch_file(p, run, History.empty())[0] for p in (path, bad)]
+    outcomes = [process_batch(p, run) for p in (path, bad)]
     summary = RunSummary(run_id="log-run", ruleset="claims-standard v1", batches=outcomes)
     text = "\n".join([*summary.lines(), *(str(row) for row in summary.batch_table())])
     assert leaks(text) == []

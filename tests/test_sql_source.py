@@ -18,10 +18,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from claimsflow.catalog import refresh_catalog
-from claimsflow.history import History
-from claimsflow.pipeline import PROCESSED, REJECTED, RunContext, process_sql_batch, sql_batch_id
-from claimsflow.sql_source import SqlSourceError, pull_increment, source_label
+from claimsflow.ingest.sql_source import SqlSourceError, pull_increment, source_label
+from claimsflow.lake.catalog import refresh_catalog
+from claimsflow.pipeline.batch import RunContext, process_batch, sql_batch_id
+from claimsflow.vocabulary import PROCESSED, REJECTED
 from tests.batch_helpers import RunFactory, case_row
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -140,7 +140,7 @@ def _pull_and_process(staging: Staging, run: RunContext) -> tuple[str, str] | No
     increment = pull_increment(staging.url, staging.table, run.lake)
     if increment is None:
         return None
-    outcome, _ = process_sql_batch(increment, run, History.from_lake(run.lake))
+    outcome = process_batch(increment, run)
     return outcome.batch_id, outcome.status
 
 
@@ -185,7 +185,7 @@ def test_incremental_pulls(make_staging: StagingFactory, make_run: RunFactory, l
     assert increment.raw["service_date"].to_list() == ["2024-05-01"] * 3
     assert increment.raw["billed_amount"].to_list() == ["80.00"] * 3
     assert increment.raw["units"].to_list() == ["1", "0", "1"]
-    outcome, _ = process_sql_batch(increment, run1, History.from_lake(lake))
+    outcome = process_batch(increment, run1)
     first_id = outcome.batch_id
     assert first_id == sql_batch_id(label, (1, 3))
     assert (outcome.status, outcome.rows_in, outcome.rows_decided, outcome.rows_rejected) == (
@@ -245,7 +245,7 @@ def test_rows_with_missing_required_column_form_a_rejected_batch(
     increment = pull_increment(staging.url, staging.table, lake)
     assert increment is not None
     assert increment.problem is not None and "billed_amount" in increment.problem
-    outcome, _ = process_sql_batch(increment, make_run("r"), History.from_lake(lake))
+    outcome = process_batch(increment, make_run("r"))
     assert outcome.status == REJECTED
     assert outcome.reason is not None and "billed_amount" in outcome.reason
     [record] = _batches(lake)

@@ -9,18 +9,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from claimsflow.history import History
-from claimsflow.pipeline import RunContext, decide_batch, process_batch_file
-from claimsflow.reading import read_batch_bytes
-from claimsflow.reference import Reference
-from claimsflow.rules.ruleset import RuleSet
-from claimsflow.validation import ValidatedBatch, validate_batch
+from claimsflow.core.history import MemoryHistory, as_status_frame
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.core.validation import ValidatedBatch, validate_batch
+from claimsflow.ingest.reading import read_batch_bytes
+from claimsflow.pipeline.batch import RunContext, decide_batch, process_batch
 from tests.batch_helpers import REQUIRED_HEADER, case_row, csv_bytes, write_csv
 
 
 def validate(rows: Sequence[dict[str, str]], decided: Sequence[str] = ()) -> ValidatedBatch:
     raw = read_batch_bytes(csv_bytes(rows), "csv")
-    return validate_batch(raw, pl.Series("case_id", list(decided), dtype=pl.String))
+    return validate_batch(raw, as_status_frame(decided, ["APPROVED"] * len(decided)))
 
 
 def errors_by_row(result: ValidatedBatch) -> dict[int, list[str]]:
@@ -233,7 +233,7 @@ def test_empty_prior_auth_id_is_missing_for_the_prior_auth_rule(
         case_row("C2", procedure_code="99214", prior_auth_id="PA-9", member_id="M002"),
     ]
     raw = read_batch_bytes(csv_bytes(rows), "csv")
-    decided = decide_batch(raw, reference, ruleset_v1, History.empty())
+    decided = decide_batch(raw, reference, ruleset_v1, MemoryHistory())
     by_case = {r["case_id"]: r for r in decided.decisions.iter_rows(named=True)}
     assert by_case["C1"]["status"] == "DENIED"
     assert "CO-197" in by_case["C1"]["reason_codes"]
@@ -245,7 +245,7 @@ def test_missing_prior_auth_column_counts_as_missing(
 ) -> None:
     rows = [case_row("C1", procedure_code="99214")]
     raw = read_batch_bytes(csv_bytes(rows, REQUIRED_HEADER), "csv")
-    decided = decide_batch(raw, reference, ruleset_v1, History.empty())
+    decided = decide_batch(raw, reference, ruleset_v1, MemoryHistory())
     assert decided.decisions["reason_codes"].to_list() == [["CO-197"]]
 
 
@@ -412,8 +412,8 @@ def test_resubmission_across_batches(tmp_path: Path, run_context: RunContext) ->
         tmp_path / "b.csv",
         [case_row("C1", billed_amount="90.00"), case_row("C2"), case_row("C3")],
     )
-    outcome_a, history = process_batch_file(first, run_context, History.empty())
-    outcome_b, _ = process_batch_file(second, run_context, history)
+    outcome_a = process_batch(first, run_context)
+    outcome_b = process_batch(second, run_context)
     assert (outcome_a.rows_decided, outcome_a.rows_rejected) == (1, 1)
     # C1 was decided in a.csv: a resubmission. C2 was only rejected there, so it is new.
     assert (outcome_b.rows_decided, outcome_b.rows_rejected) == (2, 1)
@@ -428,15 +428,10 @@ def test_resubmission_across_batches(tmp_path: Path, run_context: RunContext) ->
 def test_resubmission_seen_by_history_rebuilt_from_the_lake(
     tmp_path: Path, run_context: RunContext
 ) -> None:
-    process_batch_file(
-        write_csv(tmp_path / "a.csv", [case_row("C1")]), run_context, History.empty()
-    )
-    outcome, _ = process_batch_file(
-        write_csv(tmp_path / "b.csv", [case_row("C1", units="2")]),
-        run_context,
-        History.from_lake(run_context.lake),
-    )
-    assert (outcome.rows_decided, outcome.rows_rejected) == (0, 1)
+    process_batch(write_csv(tmp_path / "a.csv", [case_row("C1")]), run_context)
+    again = write_csv(tmp_path / "b.csv", [case_row("C2"), case_row("C1")])
+    outcome = process_batch(again, run_context)
+    assert (outcome.rows_decided, outcome.rows_rejected) == (1, 1)
 
 
 # --- nothing is lost ------------------------------------------------------------------
@@ -454,7 +449,7 @@ def test_rows_in_equals_decided_plus_rejected(reference: Reference, ruleset_v1: 
     ]
     raw = read_batch_bytes(csv_bytes(rows), "csv")
     # C6 has a decision from an earlier batch (only its case_id matters here).
-    history = History.from_decided_cases(pl.DataFrame({"case_id": ["C6"], "status": ["DENIED"]}))
+    history = MemoryHistory.of(pl.DataFrame({"case_id": ["C6"], "status": ["DENIED"]}))
     decided = decide_batch(raw, reference, ruleset_v1, history)
     assert decided.rows_in == len(rows)
     assert decided.decisions.height + decided.rejections.height == len(rows)
@@ -468,7 +463,7 @@ def test_every_row_number_is_decided_or_rejected_exactly_once(
     rows = [case_row(f"C{i}", units=str(i % 5)) for i in range(30)]
     rows += [case_row("C3"), case_row("C7", billed_amount="1.001")]
     raw = read_batch_bytes(csv_bytes(rows), "csv")
-    decided = decide_batch(raw, reference, ruleset_v1, History.empty())
+    decided = decide_batch(raw, reference, ruleset_v1, MemoryHistory())
     case_rows = decided.cases["row_number"].to_list()
     rejected_rows = decided.rejections["row_number"].to_list()
     assert sorted(case_rows + rejected_rows) == list(range(1, len(rows) + 1))

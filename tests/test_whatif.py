@@ -1,4 +1,4 @@
-"""What-if simulation (claimsflow.whatif) against hand-computed expectations.
+"""What-if simulation (claimsflow.analysis.whatif) against hand-computed expectations.
 
 A small history is recorded with rule set v1 (high-dollar review above 10,000.00),
 then the cases received in April 2024 are replayed through the draft v2 (review
@@ -36,14 +36,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from claimsflow import eventlog
-from claimsflow.history import History
-from claimsflow.pipeline import RunContext, process_batch_file
-from claimsflow.reference import Reference, load_reference
-from claimsflow.rules.ruleset import RuleSet, load_ruleset
-from claimsflow.settings import RULES_DIR
-from claimsflow.whatif import (
-    REJECTED,
+from claimsflow.analysis.whatif import (
     WhatIfError,
     as_text_batch,
     plan_replay,
@@ -51,6 +44,12 @@ from claimsflow.whatif import (
     simulate,
     write_report,
 )
+from claimsflow.core.reference import Reference, load_reference
+from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
+from claimsflow.lake import eventlog
+from claimsflow.pipeline.batch import RunContext, process_batch
+from claimsflow.settings import RULES_DIR
+from claimsflow.vocabulary import REJECTED
 
 HEADER = (
     "case_id,member_id,provider_id,service_date,received_date,procedure_code,"
@@ -127,11 +126,10 @@ def _record(
     eventlog.ensure_lake(lake)
     inbox = lake.parent / "inbox"
     inbox.mkdir(exist_ok=True)
-    history = History.from_lake(lake)
     for name, rows in sorted(batches.items()):
         path = inbox / name
         path.write_text("\n".join([HEADER, *rows]) + "\n")
-        _outcome, history = process_batch_file(path, run, history)
+        _outcome = process_batch(path, run)
 
 
 @pytest.fixture(scope="module")
@@ -229,8 +227,8 @@ def test_range_before_anything_and_bad_ranges(
 
 def test_plan_starts_history_before_the_window(lake: Path) -> None:
     plan = plan_replay(recorded_cases(lake), *APRIL)
-    assert plan.start_history.decided_case_ids.to_list() == ["A1"]
-    assert plan.start_history.deductible_used["used_cents"].to_list() == [8_000]
+    assert plan.start_history.latest()["case_id"].to_list() == ["A1"]
+    assert plan.start_history.latest()["deductible_cents"].to_list() == [8_000]
     assert [b["case_id"].to_list() for b in plan.batches] == [
         ["C1", "C2", "C3", "C4"],
         ["D1", "D2"],
@@ -264,7 +262,7 @@ def test_cli_prints_the_summary_and_writes_the_report(
 ) -> None:
     from typer.testing import CliRunner
 
-    from claimsflow.cli import app
+    from adjudicate.cli import app
 
     reports = tmp_path / "reports"
     args = ["what-if", "--from", "2024-04-01", "--to", "2024-04-30", "--ruleset", "2"]

@@ -1,0 +1,1 @@
+"""One module per `adjudicate` command; importing one registers it on the app."""

@@ -1,0 +1,403 @@
+"""One batch from its source to recorded events: the stages the flows wire together.
+
+    prepare_batch   identity (spec §6), skip, read, quarantine (§3), validate (§3, §9)
+    decide_prepared the batch's history read from the log (an I/O step returning
+                    frames), then `claimsflow.core.decide.decide` (pure)
+    record_prepared the batch's event tables, published in one step
+
+A file and a SQL pull take the same path: only how their identity is derived and
+their rows are read differs (`BatchSource`). `process_batch` runs the three stages
+in one piece; the partitioned executors run the middle one in parts
+(claimsflow/pipeline/partitioning.py, tasks/partitions.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from claimsflow import __version__
+from claimsflow.core.decide import BatchDecision, decide
+from claimsflow.core.history import HistorySource
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.context import CASE_PAYLOAD_COLUMNS
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.core.validation import ValidatedBatch, validate_batch
+from claimsflow.faults import crash_point
+from claimsflow.ingest.inbox import read_inbox_file
+from claimsflow.ingest.reading import UnreadableBatch, batch_format, read_batch_bytes
+from claimsflow.ingest.sql_source import SqlIncrement
+from claimsflow.lake import eventlog
+from claimsflow.lake.history import LakeHistory
+from claimsflow.lake.storage import Location
+from claimsflow.progress import step
+from claimsflow.vocabulary import CASES, PROCESSED, REJECTED, SKIPPED
+
+#: Where a batch's rows come from: an inbox file (local or remote), or a SQL pull.
+BatchSource = Location | SqlIncrement
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to one batch, for the run summary and the Prefect artifacts."""
+
+    batch_id: str
+    source: str
+    status: str
+    rows_in: int = 0
+    rows_decided: int = 0
+    rows_rejected: int = 0
+    reason: str | None = None
+    seconds: float = 0.0
+    by_status: dict[str, int] = field(default_factory=dict)
+    #: Earlier cases this batch's corrections voided (spec §9).
+    voided_originals: int = 0
+
+
+@dataclass(frozen=True)
+class RunContext:
+    lake: Location  # a folder, or an object-store URL (claimsflow/lake/storage.py)
+    reference: Reference
+    ruleset: RuleSet
+    run_id: str
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch read, identified and validated, waiting to be decided and recorded."""
+
+    batch_id: str
+    source: str
+    source_kind: str
+    rows_in: int
+    validated: ValidatedBatch
+    started: float
+    seq_range: tuple[int, int] | None = None
+
+
+Decide = Callable[[PreparedBatch], BatchDecision]
+
+
+def decide_batch(
+    raw: pl.DataFrame, reference: Reference, ruleset: RuleSet, history: HistorySource
+) -> BatchDecision:
+    """Validate, adjudicate and price one text batch against `history` (the what-if
+    replays and the tests, with a history in memory)."""
+    validated = validate_batch(raw, history.decided_among(named_case_ids(raw)))
+    seen = history.for_batch(validated.cases, ruleset)
+    return decide(validated, raw.height, reference, ruleset, seen)
+
+
+def named_case_ids(raw: pl.DataFrame) -> pl.Series:
+    """Every case_id a text batch names: its rows' own, and the originals its
+    corrections name (spec §3 resubmissions, §9 corrections)."""
+    named = [raw["case_id"]]
+    if "original_case_id" in raw.columns:
+        named.append(raw["original_case_id"].alias("case_id"))
+    return pl.concat(named).drop_nulls()
+
+
+def batch_id_of_bytes(data: bytes) -> str:
+    """Spec §6: a batch is identified by the SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sql_batch_id(source: str, seq_range: tuple[int, int]) -> str:
+    """Spec §7: a SQL batch's identity derives from its source and seq range."""
+    return hashlib.sha256(f"{source}|{seq_range[0]}|{seq_range[1]}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A batch source, identified: what it is called, and how its rows are read."""
+
+    batch_id: str
+    source: str
+    source_kind: str
+    read: Callable[[], pl.DataFrame]  # raises UnreadableBatch
+    keep_verbatim: Callable[[], bytes] | None = None  # a file's bytes, for quarantine
+    seq_range: tuple[int, int] | None = None
+
+
+def source_name(source: BatchSource) -> str:
+    """What a batch is called before it is read: its file's name, or its SQL source."""
+    return source.source if isinstance(source, SqlIncrement) else source.name
+
+
+def _open(source: BatchSource) -> _Opened:
+    if isinstance(source, SqlIncrement):
+        increment = source
+
+        def read_pull() -> pl.DataFrame:
+            if increment.problem is not None:
+                raise UnreadableBatch(increment.problem)
+            return increment.raw
+
+        return _Opened(
+            sql_batch_id(increment.source, increment.seq_range),
+            increment.source,
+            "sql",
+            read_pull,
+            seq_range=increment.seq_range,
+        )
+    # Read whole, or InboxFileUnavailable: no batch is recorded for bytes never read.
+    data = read_inbox_file(source)
+    fmt = batch_format(Path(source.name))  # by name: a local file or an object
+    if fmt is None:  # pragma: no cover - discovery only hands over batch files
+        raise ValueError(f"{source} is not a batch file")
+    # raw (JSON of the row) is built by validation for rejected rows only.
+    return _Opened(
+        batch_id_of_bytes(data),
+        source.name,
+        "file",
+        lambda: read_batch_bytes(data, fmt, with_raw=False),
+        keep_verbatim=lambda: data,
+    )
+
+
+def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | PreparedBatch:
+    """Identify, read and validate one batch; an outcome if that already ends it
+    (seen before: SKIPPED; unreadable: quarantined and REJECTED)."""
+    started = time.perf_counter()
+    opened = _open(source)
+    if eventlog.batch_recorded(run.lake, opened.batch_id):
+        return _skip(run, opened, started)
+    step("reading", batch=opened.source)
+    try:
+        raw = opened.read()
+        crash_point("after-read")
+    except UnreadableBatch as exc:
+        return _reject(run, opened, str(exc), started)
+    step("validating", batch=opened.source, rows=raw.height)
+    history = LakeHistory(run.lake)
+    validated = validate_batch(raw, history.decided_among(named_case_ids(raw)))
+    prepared = PreparedBatch(
+        opened.batch_id,
+        opened.source,
+        opened.source_kind,
+        raw.height,
+        validated,
+        started,
+        opened.seq_range,
+    )
+    # Neither the source's bytes nor its text frame is needed past validation: let them
+    # go before the batch is decided (together, about a third of its peak memory).
+    del raw, opened
+    return prepared
+
+
+def decide_prepared(prepared: PreparedBatch, run: RunContext) -> BatchDecision:
+    """Read what the batch can see of the log, then decide it (pure)."""
+    step("deciding", batch=prepared.source, rows=prepared.validated.cases.height)
+    seen = LakeHistory(run.lake).for_batch(prepared.validated.cases, run.ruleset)
+    return decide(prepared.validated, prepared.rows_in, run.reference, run.ruleset, seen)
+
+
+def process_batch(
+    source: BatchSource, run: RunContext, decide_with: Decide | None = None
+) -> BatchOutcome:
+    """Read, decide and record one batch.
+
+    `decide_with` decides the validated batch; by default in this process, in one
+    piece (the partitioned executors pass their own, see tasks/partitions.py).
+    """
+    prepared = prepare_batch(source, run)
+    if isinstance(prepared, BatchOutcome):
+        return prepared
+    decision = decide_with(prepared) if decide_with else decide_prepared(prepared, run)
+    return record_prepared(prepared, decision, run)
+
+
+def record_prepared(
+    prepared: PreparedBatch, decision: BatchDecision, run: RunContext
+) -> BatchOutcome:
+    """Append a decided batch to the event log, all of it at once."""
+    step("recording", batch=prepared.source, rows=decision.cases.height)
+    crash_point("after-validation")
+    tables = batch_events(
+        decision,
+        batch_id=prepared.batch_id,
+        source=prepared.source,
+        source_kind=prepared.source_kind,
+        ruleset=run.ruleset,
+        run_id=run.run_id,
+        now=run.clock(),
+        seq_range=prepared.seq_range,
+    )
+    try:
+        eventlog.record_batch(run.lake, prepared.batch_id, tables)
+    except eventlog.BatchAlreadyRecorded:
+        return _skip(run, _identity(prepared), prepared.started)
+    crash_point("after-publish")
+    own = decision.decisions.slice(decision.voided_originals)
+    counts = dict(own["status"].value_counts().iter_rows())
+    return BatchOutcome(
+        prepared.batch_id,
+        prepared.source,
+        PROCESSED,
+        rows_in=decision.rows_in,
+        rows_decided=decision.cases.height,
+        rows_rejected=decision.rejections.height,
+        seconds=time.perf_counter() - prepared.started,
+        by_status={str(k): int(v) for k, v in counts.items()},
+        voided_originals=decision.voided_originals,
+    )
+
+
+def batch_events(
+    decision: BatchDecision,
+    *,
+    batch_id: str,
+    source: str,
+    source_kind: str,
+    ruleset: RuleSet,
+    run_id: str,
+    now: dt.datetime,
+    seq_range: tuple[int, int] | None = None,
+) -> dict[str, pl.DataFrame]:
+    """The event-log rows one decided batch appends."""
+    stamp = pl.lit(now, dtype=eventlog.UTC_TS)
+    ident = [pl.lit(batch_id).alias("batch_id")]
+    tag = [
+        pl.lit(ruleset.name).alias("ruleset_name"),
+        pl.lit(ruleset.version).alias("ruleset_version"),
+    ]
+    record = batch_record(
+        batch_id,
+        source,
+        PROCESSED,
+        run_id,
+        now,
+        source_kind=source_kind,
+        rows_in=decision.rows_in,
+        rows_decided=decision.cases.height,
+        rows_rejected=decision.rejections.height,
+        ruleset=ruleset,
+        seq_range=seq_range,
+    )
+    return {
+        "batch": record,
+        "cases": decision.cases.select(
+            *ident, "row_number", *CASE_PAYLOAD_COLUMNS, stamp.alias("received_at")
+        ),
+        "decisions": decision.decisions.with_columns(
+            *ident,
+            *tag,
+            pl.lit(ruleset.parameters_hash).alias("ruleset_parameters_hash"),
+            stamp.alias("decided_at"),
+            pl.lit(run_id).alias("run_id"),
+        ),
+        "rule_hits": decision.rule_hits.with_columns(*ident, *tag, stamp.alias("decided_at")),
+        "rejections": decision.rejections.with_columns(*ident, stamp.alias("rejected_at")),
+    }
+
+
+def batch_record(
+    batch_id: str,
+    source: str,
+    status: str,
+    run_id: str,
+    now: dt.datetime,
+    *,
+    source_kind: str = "file",
+    kind: str = CASES,
+    rows_in: int = 0,
+    rows_decided: int = 0,
+    rows_rejected: int = 0,
+    reason: str | None = None,
+    ruleset: RuleSet | None = None,
+    seq_range: tuple[int, int] | None = None,
+) -> pl.DataFrame:
+    """One batch record (spec §7 `batches`), saying which version of this software
+    wrote it."""
+    return pl.DataFrame(
+        {
+            "batch_id": [batch_id],
+            "source": [source],
+            "source_kind": [source_kind],
+            "status": [status],
+            "rows_in": [rows_in],
+            "rows_decided": [rows_decided],
+            "rows_rejected": [rows_rejected],
+            "reason": [reason],
+            "processed_at": [now],
+            "run_id": [run_id],
+            "ruleset_name": [ruleset.name if ruleset else None],
+            "ruleset_version": [ruleset.version if ruleset else None],
+            "seq_from": [seq_range[0] if seq_range else None],
+            "seq_to": [seq_range[1] if seq_range else None],
+            "pipeline_version": [__version__],
+            "kind": [kind],
+        },
+        schema=eventlog.TABLE_SCHEMAS["batch"],
+    )
+
+
+def _identity(prepared: PreparedBatch) -> _Opened:
+    def unread() -> pl.DataFrame:  # pragma: no cover - a prepared batch was read already
+        raise AssertionError("read again")
+
+    return _Opened(
+        prepared.batch_id,
+        prepared.source,
+        prepared.source_kind,
+        unread,
+        seq_range=prepared.seq_range,
+    )
+
+
+def _reject(run: RunContext, opened: _Opened, reason: str, started: float) -> BatchOutcome:
+    """Spec §3: a source that is not a table is a REJECTED batch; a file is kept
+    verbatim in quarantine with the reason."""
+    if opened.keep_verbatim is not None:
+        eventlog.quarantine(
+            run.lake, opened.batch_id, opened.source, opened.keep_verbatim(), reason
+        )
+        crash_point("after-quarantine")
+    record = batch_record(
+        opened.batch_id,
+        opened.source,
+        REJECTED,
+        run.run_id,
+        run.clock(),
+        source_kind=opened.source_kind,
+        reason=reason,
+        seq_range=opened.seq_range,
+    )
+    try:
+        eventlog.record_batch(run.lake, opened.batch_id, {"batch": record})
+    except eventlog.BatchAlreadyRecorded:
+        return _skip(run, opened, started)
+    return BatchOutcome(
+        opened.batch_id,
+        opened.source,
+        REJECTED,
+        reason=reason,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _skip(run: RunContext, opened: _Opened, started: float) -> BatchOutcome:
+    eventlog.record_skip(
+        run.lake,
+        run.run_id,
+        batch_record(
+            opened.batch_id,
+            opened.source,
+            SKIPPED,
+            run.run_id,
+            run.clock(),
+            source_kind=opened.source_kind,
+            seq_range=opened.seq_range,
+        ),
+    )
+    return BatchOutcome(
+        opened.batch_id, opened.source, SKIPPED, seconds=time.perf_counter() - started
+    )

@@ -1,0 +1,229 @@
+"""Partitioned adjudication: one validated batch split by member, decided in parts.
+
+Every piece of state the rules and pricing read is per member: coverage spans,
+duplicate keys (which include member_id), deductible accumulators. So once the
+whole batch is validated (that needs all of it: repeated case_ids), its valid
+cases can be split by a hash of member_id and each part decided by the same pure
+function (`claimsflow.core.decide.decide_cases`) on its own members' reference
+rows and history. Corrections (spec §9) are settled on the whole batch first, by
+`decide`, which hands only the cases to adjudicate to the parts. Putting the
+parts' outputs back in the batch's row order gives exactly the decisions and rule
+hits of the one-piece run.
+
+The parts travel as Parquet folders (inputs and outputs), never as pickled
+frames: a Dask worker gets a path and returns a small `PartitionResult`.
+
+    <work>/part-00000/cases.parquet         the part's valid cases, in batch order
+                      members.parquet       reference rows of the part's members
+                      providers.parquet     the whole provider table
+                      fee_schedule.parquet  the whole fee schedule
+                      prior_claims.parquet  earlier APPROVED/PENDED claims of its members
+                      accumulated.parquet   deductible and out-of-pocket its members used
+                      decisions.parquet     written by decide_partition
+                      rule_hits.parquet     written by decide_partition
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from claimsflow.core.decide import BatchDecision, decide, decide_cases
+from claimsflow.core.history import BatchHistory
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.faults import crash_point
+from claimsflow.lake import eventlog
+from claimsflow.lake.history import LakeHistory
+from claimsflow.pipeline.batch import PreparedBatch, RunContext
+
+PARTITION = "_partition"
+INPUT_TABLES = ("cases", "members", "providers", "fee_schedule", "prior_claims", "accumulated")
+OUTPUT_TABLES = ("decisions", "rule_hits")
+
+# A fixed seed: the assignment of members to parts is the same in every run of a
+# given Polars version (the pinned one). It only decides where work happens; the
+# results do not depend on it (tests/test_partitioning.py checks every split).
+_SEED = 20261125
+
+
+class PartitioningError(Exception):
+    """The rule set cannot be decided in parts (state that is not per member)."""
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What a worker sends back: where its outputs are and how many it decided."""
+
+    folder: str
+    cases: int
+    decided: int
+
+
+#: Decides the parts in the given folders with the rule set; one result per folder.
+RunParts = Callable[[list[Path], RuleSet], list[PartitionResult]]
+
+
+def decide_parts_here(folders: list[Path], ruleset: RuleSet) -> list[PartitionResult]:
+    """Decide every part in this process, one after the other."""
+    return [decide_partition(folder, ruleset) for folder in folders]
+
+
+def partition_of(partitions: int) -> pl.Expr:
+    """The part (0 .. partitions-1) a case belongs to, by a stable hash of its member_id."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    return (pl.col("member_id").hash(_SEED) % partitions).cast(pl.UInt32).alias(PARTITION)
+
+
+def check_partitionable(ruleset: RuleSet) -> None:
+    """Refuse a rule set whose duplicate keys do not include member_id: its state
+    would cross members, and a split by member would give a different answer."""
+    for rule in ruleset.rules:
+        if rule.kind == "duplicate" and "member_id" not in rule.key:
+            raise PartitioningError(
+                f"{ruleset.source}: rule {rule.id}: duplicate key {list(rule.key)} has no "
+                "member_id, so this rule set cannot run with more than one partition"
+            )
+
+
+#: Each case's position among the batch's valid cases: the parts' outputs carry it, so
+#: the coordinator restores the batch's order with one sort instead of a join by case_id.
+ORDER = "_order"
+
+
+def split_cases(cases: pl.DataFrame, partitions: int) -> list[pl.DataFrame]:
+    """The valid cases of each non-empty part, each in the batch's row order, with
+    their position in the batch (ORDER)."""
+    tagged = cases.with_columns(
+        partition_of(partitions), pl.int_range(pl.len(), dtype=pl.Int64).alias(ORDER)
+    )
+    parts = tagged.partition_by(PARTITION, maintain_order=True, include_key=False, as_dict=True)
+    return [parts[key] for key in sorted(parts, key=lambda k: int(k[0]))]
+
+
+def partition_inputs(
+    cases: pl.DataFrame, reference: Reference, history: BatchHistory
+) -> dict[str, pl.DataFrame]:
+    """One part's input tables: its cases and only its own members' reference and history."""
+    members = cases.select("member_id").unique()
+    return {
+        "cases": cases,  # with ORDER, which decide_partition sets aside
+        "members": reference.members.join(members, on="member_id", how="semi"),
+        "providers": reference.providers,
+        "fee_schedule": reference.fee_schedule,
+        "prior_claims": history.prior_claims.join(members, on="member_id", how="semi"),
+        "accumulated": history.accumulated.join(members, on="member_id", how="semi"),
+    }
+
+
+def write_partitions(
+    work: Path,
+    cases: pl.DataFrame,
+    reference: Reference,
+    history: BatchHistory,
+    partitions: int,
+) -> list[Path]:
+    """Write each non-empty part's inputs under `work`; the folders, in part order."""
+    folders: list[Path] = []
+    for index, part in enumerate(split_cases(cases, partitions)):
+        folder = work / f"part-{index:05d}"
+        folder.mkdir(parents=True)
+        for name, frame in partition_inputs(part, reference, history).items():
+            frame.write_parquet(folder / f"{name}.parquet", compression="zstd")
+        folders.append(folder)
+    return folders
+
+
+def decide_partition(folder: Path, ruleset: RuleSet) -> PartitionResult:
+    """Decide one part from its folder and write its decisions and rule hits beside it."""
+    # glob=False: the folder is under the lake, whose path may hold glob characters.
+    inputs = {
+        name: pl.read_parquet(folder / f"{name}.parquet", glob=False) for name in INPUT_TABLES
+    }
+    reference = Reference(inputs["members"], inputs["providers"], inputs["fee_schedule"])
+    cases = inputs["cases"]
+    order = cases.select("case_id", ORDER) if ORDER in cases.columns else None
+    history = BatchHistory(prior_claims=inputs["prior_claims"], accumulated=inputs["accumulated"])
+    decisions, rule_hits = decide_cases(
+        cases.drop(ORDER, strict=False), reference, ruleset, history
+    )
+    if order is not None:  # each output row carries its case's position in the batch
+        decisions, rule_hits = (
+            frame.join(order, on="case_id", how="left", maintain_order="left")
+            for frame in (decisions, rule_hits)
+        )
+    crash_point("in-partition")
+    # Written aside and renamed: a retried part (its worker died) never leaves a
+    # half-written output for the combining step to read.
+    for name, frame in (("decisions", decisions), ("rule_hits", rule_hits)):
+        aside = folder / f".{name}.{os.getpid()}.parquet"
+        frame.write_parquet(aside, compression="zstd")
+        os.replace(aside, folder / f"{name}.parquet")
+    return PartitionResult(str(folder), inputs["cases"].height, decisions.height)
+
+
+def combine_partitions(
+    cases: pl.DataFrame, results: list[PartitionResult]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The decisions and rule hits of `cases` from their parts' outputs, in the cases'
+    order.
+
+    The parts' files are scanned and sorted by ORDER in one lazy query (a stable sort:
+    a case's rule hits keep their order), so the coordinator holds the combined tables
+    once, not the parts, their concatenation and a join by case_id on top.
+    """
+    decided = sum(r.decided for r in results)
+    if decided != cases.height:
+        raise PartitioningError(f"parts decided {decided} of {cases.height} case(s)")
+    decisions, rule_hits = (
+        # glob=False: the folders are under the lake, whose path may hold glob characters.
+        pl.scan_parquet([Path(r.folder) / f"{name}.parquet" for r in results], glob=False)
+        .sort(ORDER, maintain_order=True)
+        .drop(ORDER)
+        .collect()
+        for name in OUTPUT_TABLES
+    )
+    return decisions, rule_hits
+
+
+def decide_in_partitions(
+    prepared: PreparedBatch,
+    run: RunContext,
+    partitions: int,
+    run_parts: RunParts,
+) -> BatchDecision:
+    """Decide a validated batch in parts: write them, have `run_parts` decide each
+    (in this process, on threads or on a Dask cluster), put the outputs together.
+
+    The parts' folders live in the lake's staging area, which a run that dies
+    here leaves to the next run's clean-up; nothing is recorded until the whole
+    batch is combined (the caller records it in one step).
+    """
+    # The batch's history is read once, then sliced to each part's members.
+    seen = LakeHistory(run.lake).for_batch(prepared.validated.cases, run.ruleset)
+
+    def in_parts(cases: pl.DataFrame, history: BatchHistory) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if cases.is_empty():
+            return decide_cases(cases, run.reference, run.ruleset, history)
+        work = eventlog.staging_dir(run.lake) / f"parts-{prepared.batch_id[:16]}-{uuid.uuid4().hex}"
+        try:
+            folders = write_partitions(work, cases, run.reference, history, partitions)
+            return combine_partitions(cases, run_parts(folders, run.ruleset))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return decide(
+        prepared.validated,
+        prepared.rows_in,
+        run.reference,
+        run.ruleset,
+        seen,
+        adjudicate_cases=in_parts,
+    )

@@ -1,0 +1,153 @@
+"""Corrections (spec §9) through the event log and the analyst catalog (spec §7).
+
+Reference data (tests/batch_helpers.py): M001 from 2024-01-01, deductible 500.00,
+coinsurance 20 %; P001 active in network; 99213 100.00 a unit (max 4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from claimsflow.lake import catalog
+from claimsflow.ops.runlog import load_run_facts
+from claimsflow.pipeline.batch import batch_id_of_bytes
+from tests.batch_helpers import CsvWriter, InboxRunner, case_row
+
+HEADER = (
+    "case_id",
+    "member_id",
+    "provider_id",
+    "service_date",
+    "received_date",
+    "procedure_code",
+    "diagnosis_code",
+    "units",
+    "billed_amount",
+    "prior_auth_id",
+    "claim_frequency",
+    "original_case_id",
+)
+
+
+def test_a_void_and_a_replacement_through_the_log_and_the_catalog(
+    write_batch: CsvWriter, run_fixture_inbox: InboxRunner, lake: Path
+) -> None:
+    a = write_batch(
+        "a.csv",
+        [
+            # 3 x 100.00 = 300.00, all deductible.
+            case_row("O1", units="3", billed_amount="300.00"),
+            # 100.00, all deductible (M001 has used 400.00 of 500.00).
+            case_row("O2", service_date="2024-05-02", billed_amount="100.00"),
+        ],
+        header=HEADER,
+    )
+    first = run_fixture_inbox()
+    b = write_batch(
+        "b.csv",
+        [
+            # Voids O1: its 300.00 deductible is given back.
+            {
+                **case_row("V1", service_date="2024-06-01", received_date="2024-06-10"),
+                "claim_frequency": "8",
+                "original_case_id": "O1",
+            },
+            # Replaces O2 with 50.00 (same key): O2's 100.00 given back, key released.
+            {
+                **case_row("R2", service_date="2024-05-02", billed_amount="50.00"),
+                "claim_frequency": "7",
+                "original_case_id": "O2",
+            },
+            # 200.00: M001 has used 50.00 (R2) of 500.00 -> 200.00 deductible, paid 0.
+            case_row(
+                "N3",
+                service_date="2024-07-01",
+                received_date="2024-07-05",
+                units="2",
+                billed_amount="200.00",
+            ),
+        ],
+        header=HEADER,
+    )
+    second = run_fixture_inbox()
+    assert [o.status for o in first] == ["PROCESSED"]
+    # The second run skips a.csv (seen before) and processes b.csv.
+    assert [(o.source, o.status, o.rows_decided, o.voided_originals) for o in second] == [
+        ("a.csv", "SKIPPED", 0, 0),
+        ("b.csv", "PROCESSED", 3, 2),
+    ]
+    a_id, b_id = batch_id_of_bytes(a.read_bytes()), batch_id_of_bytes(b.read_bytes())
+
+    latest = catalog.run_query(
+        lake,
+        "SELECT case_id, batch_id, status, deductible_cents, paid_cents, decision_source, "
+        "decided_by, received_batch_id FROM case_decisions ORDER BY case_id",
+    ).rows
+    assert latest == [
+        ("N3", b_id, "APPROVED", 20_000, 0, "ADJUDICATION", None, b_id),
+        ("O1", b_id, "VOIDED", 0, 0, "CORRECTION", "V1", a_id),
+        ("O2", b_id, "VOIDED", 0, 0, "CORRECTION", "R2", a_id),
+        ("R2", b_id, "APPROVED", 5_000, 0, "ADJUDICATION", None, b_id),
+        ("V1", b_id, "VOIDED", 0, 0, "CORRECTION", "V1", b_id),
+    ]
+    history = catalog.run_query(
+        lake,
+        "SELECT case_id, status, decision_source FROM decision_history "
+        "WHERE case_id IN ('O1', 'O2') ORDER BY case_id, decided_at",
+    ).rows
+    assert history == [
+        ("O1", "APPROVED", "ADJUDICATION"),
+        ("O1", "VOIDED", "CORRECTION"),
+        ("O2", "APPROVED", "ADJUDICATION"),
+        ("O2", "VOIDED", "CORRECTION"),
+    ]
+    batches = catalog.run_query(
+        lake,
+        "SELECT source, status, kind, rows_in, rows_decided, rows_rejected FROM batches "
+        "WHERE status = 'PROCESSED' ORDER BY source",
+    ).rows
+    assert batches == [
+        ("a.csv", "PROCESSED", "CASES", 2, 2, 0),
+        ("b.csv", "PROCESSED", "CASES", 3, 3, 0),
+    ]
+    cases = catalog.run_query(
+        lake,
+        "SELECT case_id, claim_frequency, original_case_id FROM cases ORDER BY case_id",
+    ).rows
+    assert cases == [
+        ("N3", "1", None),
+        ("O1", "1", None),
+        ("O2", "1", None),
+        ("R2", "7", "O2"),
+        ("V1", "8", "O1"),
+    ]
+
+
+def test_a_batch_that_voids_earlier_cases_records_as_many_decisions_as_rows_decided(
+    write_batch: CsvWriter, run_fixture_inbox: InboxRunner, lake: Path
+) -> None:
+    """The gate's counts-match-log (claimsflow/ops/quality.py) compares a batch's
+    rows_decided with the decisions of its own rows: b.csv records 3 of those (V1,
+    R2, N3) and 2 VOIDED decisions of a.csv's O1 and O2, which are not its rows."""
+    write_batch(
+        "a.csv",
+        [case_row("O1", billed_amount="100.00"), case_row("O2", service_date="2024-05-02")],
+        header=HEADER,
+    )
+    run_fixture_inbox()
+    write_batch(
+        "b.csv",
+        [
+            {**case_row("V1"), "claim_frequency": "8", "original_case_id": "O1"},
+            {**case_row("R2", service_date="2024-05-02"), "claim_frequency": "7",
+             "original_case_id": "O2"},
+            case_row("N3", service_date="2024-07-01", received_date="2024-07-05"),
+        ],
+        header=HEADER,
+    )  # fmt: skip
+    run_fixture_inbox()
+
+    facts = load_run_facts(lake)  # the latest run: a.csv skipped, b.csv processed
+
+    assert facts.batches.select("source", "status", "rows_decided", "decisions_recorded").rows(
+    ) == [("a.csv", "SKIPPED", 0, 0), ("b.csv", "PROCESSED", 3, 3)]  # fmt: skip
