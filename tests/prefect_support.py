@@ -46,6 +46,8 @@ QUIET_SERVICES = {
     },
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    # A 503 under load says why in the server's log (a failing test quotes it).
+    "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
 }
 #: A server runs none of the project's code: it is not measured by coverage (under
 #: `pytest --cov` every Python subprocess otherwise is, which slows a server down).
