@@ -71,6 +71,21 @@ class SegmentBuilder:
         joined = pl.concat_str(parts, separator=self.delimiters.element)
         return pl.concat_str(joined.str.strip_chars_end(self.delimiters.element), pl.lit(self.end))
 
+    def fixed(self, tag: str, *elements: str | pl.Expr) -> list[pl.Expr]:
+        """One segment whose last element is never empty (nothing to strip), as the
+        pieces of a `concat_str`: a caller joins several segments in one concatenation
+        instead of one per segment (each level copies every row's text)."""
+        pieces: list[pl.Expr] = []
+        text = tag
+        for element in elements:
+            text += self.delimiters.element
+            if isinstance(element, str):
+                text += element
+            else:
+                pieces += [pl.lit(text), element.fill_null("")]
+                text = ""
+        return [*pieces, pl.lit(text + self.end)]
+
     def composite(self, *components: str | pl.Expr) -> pl.Expr:
         """One composite element per row (trailing empty components dropped)."""
         parts = [as_expr(c).fill_null("") for c in components]

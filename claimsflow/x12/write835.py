@@ -164,8 +164,11 @@ def remittance_835(
         seg("LX", "1"),
     )
     approved = pl.col("status") == "APPROVED"
-    case = pl.concat_str(
-        seg(
+    member = pl.col("member_id")
+    # One concatenation of every piece of a case's segments: a concat_str per segment,
+    # then one joining them, copied each case's text twice more (issue 15).
+    case = [
+        *seg.fixed(
             "CLP",
             pl.col("case_id"),
             pl.col("status").replace_strict(CLAIM_STATUS, return_dtype=pl.String),
@@ -175,6 +178,7 @@ def remittance_835(
             CLAIM_FILING_INDICATOR,
             pl.col("case_id"),
         ),
+        # NM1*QC ends at NM102 when the member is unknown: trailing empty elements go.
         seg(
             "NM1",
             "QC",
@@ -184,10 +188,10 @@ def remittance_835(
             "",
             "",
             "",
-            pl.when(pl.col("member_id").is_not_null()).then(pl.lit("MI")),
-            pl.col("member_id"),
+            pl.when(member.is_not_null()).then(pl.lit("MI")),
+            member,
         ),
-        seg(
+        *seg.fixed(
             "SVC",
             seg.composite("HC", pl.col("procedure_code")),
             dollars(pl.col("billed_cents")),
@@ -195,35 +199,51 @@ def remittance_835(
             "",
             pl.col("units"),
         ),
-        seg("DTM", "472", pl.col("service_date").dt.strftime("%Y%m%d")),
+        *seg.fixed("DTM", "472", pl.col("service_date").dt.strftime("%Y%m%d")),
         pl.when(approved & (pl.col("contractual") > 0)).then(
-            seg("CAS", "CO", "45", dollars(pl.col("contractual")))
+            pl.concat_str(seg.fixed("CAS", "CO", "45", dollars(pl.col("contractual"))))
         ),
         pl.when(approved & (pl.col("patient_share") > 0)).then(
             seg("CAS", "PR", *_patient_triplets())
         ),
         pl.when(~approved).then(
-            seg(
-                "CAS",
-                pl.col("denial_group"),
-                pl.col("denial_code"),
-                dollars(pl.col("billed_cents")),
+            pl.concat_str(
+                seg.fixed(
+                    "CAS",
+                    pl.col("denial_group"),
+                    pl.col("denial_code"),
+                    dollars(pl.col("billed_cents")),
+                )
             )
         ),
-        ignore_nulls=True,
-    )
-    text = pl.concat_str(
-        pl.when(pl.col("first_in_st")).then(header),
-        case,
-        pl.when(pl.col("last_in_st")).then(
-            seg("SE", pl.col("se_count").cast(pl.String), st_control)
-        ),
-        ignore_nulls=True,
-    ).alias("text")
+    ]
+    trailer = seg("SE", pl.col("se_count").cast(pl.String), st_control)
+
+    def segments(part: pl.DataFrame) -> pl.DataFrame:
+        return (
+            part.lazy()
+            .select(
+                pl.concat_str(
+                    _only_where(part, "first_in_st", header),
+                    *case,
+                    _only_where(part, "last_in_st", trailer),
+                    ignore_nulls=True,
+                ).alias("text")
+            )
+            .collect()
+        )
+
     transaction_sets = rows.get_column("st").n_unique()
-    return Remittance835(
-        opening, rows, lambda part: part.select(text), envelope.close(transaction_sets)
-    )
+    return Remittance835(opening, rows, segments, envelope.close(transaction_sets))
+
+
+def _only_where(part: pl.DataFrame, flag: str, text: pl.Expr) -> pl.Expr:
+    """`text` on the rows of `part` where `flag` is set, null on the others. Evaluated
+    on those rows only: `when(flag).then(text)` builds it on every row first (the
+    transaction set's header is 10 segments; it opens one case in hundreds)."""
+    at = part.get_column(flag).arg_true()
+    values = part.lazy().filter(pl.col(flag)).select(text.alias(flag)).collect().to_series()
+    return pl.lit(pl.repeat(None, part.height, dtype=pl.String, eager=True).scatter(at, values))
 
 
 def _patient_triplets() -> list[pl.Expr]:
@@ -320,7 +340,15 @@ def _layout(frame: pl.DataFrame) -> pl.DataFrame:
     """Cases in (provider_id, case_id) order with their transaction set, its totals and
     the adjustment amounts."""
     approved = pl.col("status") == "APPROVED"
-    rows = frame.sort("provider_id", "case_id").with_columns(
+    # `remit_cases` hands the cases over in case_id order: a stable sort by provider
+    # then keeps it, at half the cost of a sort on both keys.
+    in_case_order = frame.get_column("case_id").is_sorted()
+    ordered = (
+        frame.sort("provider_id", maintain_order=True)
+        if in_case_order
+        else frame.sort("provider_id", "case_id")
+    )
+    rows = ordered.with_columns(
         pl.when(approved)
         .then(pl.col("billed_cents") - pl.col("allowed_cents"))
         .otherwise(0)
