@@ -42,6 +42,23 @@ def assert_names(message: str, file: str, row: int | None, column: str | None) -
 # --- a good reference set loads and is typed ------------------------------------------
 
 
+def test_a_reference_loaded_again_unchanged_is_not_parsed_again(tmp_path: Path) -> None:
+    # `adjudicate run` checks the reference, then its flow loads it: the second load
+    # returns the first one's frames while the bytes are the same.
+    directory = write_reference(tmp_path / "ref")
+    first = load_reference(directory)
+    assert load_reference(directory) is first
+    # The same size and (within the file system's clock tick) the same mtime: only the
+    # bytes tell the change, and they are what is compared.
+    (directory / "members.csv").write_text(MEMBERS_CSV.replace("500.00,20", "500.00,30"))
+    changed = load_reference(directory)
+    assert changed is not first
+    assert changed.members.sort("member_id")["coinsurance_percent"].to_list()[0] == 30
+    # A copy in another folder is loaded from its own files.
+    other = write_reference(tmp_path / "other")
+    assert load_reference(other) is not changed
+
+
 def test_fixture_reference_loads_typed(reference_dir: Path) -> None:
     reference = load_reference(reference_dir)
     members = reference.members.sort("member_id", "coverage_start")

@@ -6,6 +6,7 @@ names the file, the row (1-based data row; the header is line 1) and the column.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,40 @@ class Reference:
 
 
 def load_reference(directory: Path) -> Reference:
+    """The typed reference data of `directory` (ReferenceDataError if unusable).
+
+    The last folder loaded is kept while its files' bytes are the same (SHA-256):
+    `adjudicate run` checks the reference before its flow starts, then the flow's
+    task loads it again, and typing 500,000 member spans takes seconds (issue 15);
+    hashing them takes milliseconds.
+    """
+    key = _fingerprint(directory)
+    if key is not None and _last_loaded and _last_loaded[0][0] == key:
+        return _last_loaded[0][1]
+    reference = _load_reference(directory)
+    if key is not None:
+        _last_loaded[:] = [(key, reference)]
+    return reference
+
+
+#: The last (fingerprint, reference) loaded: at most one.
+_last_loaded: list[tuple[tuple[str, ...], Reference]] = []
+
+
+def _fingerprint(directory: Path) -> tuple[str, ...] | None:
+    """The folder and the SHA-256 of each file; None if one cannot be read (the load
+    then reports it)."""
+    try:
+        digests = [
+            hashlib.sha256((directory / name).read_bytes()).hexdigest()
+            for name in (MEMBERS_FILE, PROVIDERS_FILE, FEE_SCHEDULE_FILE)
+        ]
+    except OSError:
+        return None
+    return (str(directory.resolve()), *digests)
+
+
+def _load_reference(directory: Path) -> Reference:
     members_text = _read_text_csv(directory / MEMBERS_FILE, MEMBERS_SCHEMA)
     providers_text = _read_text_csv(directory / PROVIDERS_FILE, PROVIDERS_SCHEMA)
     fees_text = _read_text_csv(directory / FEE_SCHEDULE_FILE, FEE_SCHEDULE_SCHEMA)
