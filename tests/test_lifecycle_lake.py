@@ -6,12 +6,20 @@ coinsurance 20 %; P001 active in network; 99213 100.00 a unit (max 4).
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from pathlib import Path
 
-from claimsflow.lake import catalog
+import polars as pl
+
+from claimsflow.analysis.remittance import remit_cases
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.lake import catalog, eventlog
+from claimsflow.lake.history import LakeHistory
 from claimsflow.ops.runlog import load_run_facts
-from claimsflow.pipeline.batch import batch_id_of_bytes
-from tests.batch_helpers import CsvWriter, InboxRunner, case_row
+from claimsflow.pipeline.batch import RunContext, batch_id_of_bytes, process_batch
+from tests.batch_helpers import CsvWriter, InboxRunner, case_row, write_csv
 
 HEADER = (
     "case_id",
@@ -151,3 +159,40 @@ def test_a_batch_that_voids_earlier_cases_records_as_many_decisions_as_rows_deci
 
     assert facts.batches.select("source", "status", "rows_decided", "decisions_recorded").rows(
     ) == [("a.csv", "SKIPPED", 0, 0), ("b.csv", "PROCESSED", 3, 3)]  # fmt: skip
+
+
+def test_a_correction_recorded_at_the_adjudications_instant_is_the_latest_everywhere(
+    tmp_path: Path, lake: Path, reference: Reference, ruleset_v1: RuleSet
+) -> None:
+    # A frozen clock: both batches are stamped 2025-01-15 02:00. At one instant a
+    # review or correction comes after the adjudication it follows (it can only follow
+    # one), whatever the batches' ids: the catalog, the lake's history and the 835
+    # agree. The void's file is chosen so that its batch_id sorts before the
+    # adjudication's, which an order by (decided_at, batch_id) would take as latest.
+    instant = dt.datetime(2025, 1, 15, 2, 0, tzinfo=dt.UTC)
+    eventlog.ensure_lake(lake)
+    run = RunContext(lake, reference, ruleset_v1, "frozen", lambda: instant)
+    first = write_csv(tmp_path / "a.csv", [case_row("O1", billed_amount="80.00")], HEADER)
+    a_id = batch_id_of_bytes(first.read_bytes())
+    for n in itertools.count(1):
+        void = {
+            **case_row(f"V{n}", service_date="2024-06-01", received_date="2024-06-10"),
+            "claim_frequency": "8",
+            "original_case_id": "O1",
+        }
+        second = write_csv(tmp_path / "b.csv", [void], HEADER)
+        if batch_id_of_bytes(second.read_bytes()) < a_id:
+            break
+    assert [process_batch(p, run).status for p in (first, second)] == ["PROCESSED"] * 2
+    catalog.refresh_catalog(lake)
+
+    latest = catalog.run_query(
+        lake, "SELECT status, decision_source FROM case_decisions WHERE case_id = 'O1'"
+    ).rows
+    assert latest == [("VOIDED", "CORRECTION")]
+    story = catalog.run_query(lake, "SELECT status FROM decision_history WHERE case_id = 'O1'").rows
+    assert story == [("APPROVED",), ("VOIDED",)]
+    seen = LakeHistory(lake).decided_among(pl.Series(["O1"]))
+    assert seen.rows() == [("O1", "VOIDED")]
+    # Nothing of batch a is remitted: its one case is VOIDED.
+    assert remit_cases(lake, a_id).is_empty()

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from claimsflow.core.rules.context import CASE_PAYLOAD_COLUMNS
-from claimsflow.lake.catalog import CatalogError, connect_read_only
+from claimsflow.lake.catalog import CatalogError, connect_read_only, decision_order
 from claimsflow.lake.storage import Location
 from claimsflow.text import money
 from claimsflow.vocabulary import ADJUDICATION, CORRECTION, REVIEW
@@ -34,14 +34,14 @@ _PAYLOAD_SQL = """
                WHERE status = 'PROCESSED' GROUP BY batch_id) b USING (batch_id)
     WHERE c.case_id = ?
 """
-_DECISIONS_SQL = """
+_DECISIONS_SQL = f"""
     SELECT e.*, b.source AS batch_source, b.kind AS batch_kind
     FROM decision_events e
     LEFT JOIN (SELECT batch_id, any_value(source) AS source, any_value(kind) AS kind
                FROM batches WHERE status = 'PROCESSED' GROUP BY batch_id) b USING (batch_id)
     WHERE e.case_id = ?
-    ORDER BY e.decided_at, e.batch_id
-"""
+    ORDER BY {decision_order("e", latest_first=False)}
+"""  # noqa: S608 - built from constants; the case_id is a parameter
 _HITS_SQL = """
     SELECT rule_id, outcome, reason_code, rule_description FROM rule_hits
     WHERE case_id = ? AND batch_id = ? ORDER BY rule_order

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from claimsflow.lake.catalog import PENDED_QUEUE_SQL, QueryResult, connect_read_only
+from claimsflow.lake.catalog import QueryResult, connect_read_only, pended_queue_sql
 from claimsflow.lake.storage import Location
 
 #: What the queue shows, in order (the view has a few more columns).
@@ -30,7 +30,7 @@ QUEUE_COLUMNS: Final = (
 # Built from constants only; the date and the threshold are bound as parameters.
 _QUEUE_QUERY = (
     f"SELECT {', '.join(QUEUE_COLUMNS)} "  # noqa: S608
-    f"FROM ({PENDED_QUEUE_SQL.format(today='$today::DATE')}) "
+    f"FROM ({pended_queue_sql('$today::DATE')}) "
     "WHERE $older_than IS NULL OR age_days > $older_than "
     "ORDER BY received_date, case_id"
 )

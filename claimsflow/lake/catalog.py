@@ -46,10 +46,20 @@ _DECISION_COLUMNS = """
                    run_id"""
 
 
-#: The PENDED cases (the latest decisions and case_payloads), aged from `{today}` (an SQL
-#: date expression): the `pended_queue` view with current_date, `adjudicate pended`
-#: with a given date. billed is exact (text to DECIMAL, never through a float).
-PENDED_QUEUE_SQL = """
+def decision_order(alias: str, *, latest_first: bool) -> str:
+    """The order of a case's decisions (spec §7), as an SQL ORDER BY list over the
+    decision events `alias`: by decided_at; at the same instant a review or correction
+    comes after the adjudication (it can only follow one); then by batch_id. The lake's
+    history (claimsflow/lake/history.py) and the 835 (analysis/remittance.py) take the
+    same latest decision."""
+    way = " DESC" if latest_first else ""
+    later = f"(coalesce({alias}.decision_source, 'ADJUDICATION') <> 'ADJUDICATION')"
+    return f"{alias}.decided_at{way}, {later}{way}, {alias}.batch_id{way}"
+
+
+#: The PENDED cases (the latest decisions and case_payloads), aged from `{today}`: see
+#: `pended_queue_sql`.
+_PENDED_QUEUE_SQL = """
             WITH ever_pended AS (
                 SELECT DISTINCT case_id FROM decision_events WHERE status = 'PENDED'),
             latest AS (
@@ -58,7 +68,7 @@ PENDED_QUEUE_SQL = """
                 SELECT e.case_id, e.status, e.reason_codes, e.decided_at
                 FROM decision_events e SEMI JOIN ever_pended USING (case_id)
                 QUALIFY row_number() OVER (
-                    PARTITION BY e.case_id ORDER BY e.decided_at DESC, e.batch_id DESC) = 1)
+                    PARTITION BY e.case_id ORDER BY {latest_first}) = 1)
             SELECT d.case_id,
                    ({today} - c.received_date)::BIGINT AS age_days,
                    printf('%d.%02d', c.billed_cents // 100, c.billed_cents % 100)
@@ -70,6 +80,15 @@ PENDED_QUEUE_SQL = """
             FROM latest d JOIN case_payloads c ON c.case_id = d.case_id
             WHERE d.status = 'PENDED'
             ORDER BY c.received_date, d.case_id"""
+
+
+def pended_queue_sql(today: str) -> str:
+    """The PENDED cases aged from `today` (an SQL date expression): the `pended_queue`
+    view with current_date, `adjudicate pended` with a given date. billed is exact
+    (text to DECIMAL, never through a float)."""
+    return _PENDED_QUEUE_SQL.format(
+        today=today, latest_first=decision_order("e", latest_first=True)
+    )
 
 
 def catalog_path(lake: Location) -> Path:
@@ -100,17 +119,17 @@ def view_definitions(lake: Location) -> dict[str, str]:
             FROM decision_events d
             LEFT JOIN (SELECT case_id AS _case, batch_id AS received_batch_id
                        FROM case_payloads) c ON c._case = d.case_id
-            ORDER BY decided_at, batch_id, case_id""",
+            ORDER BY {decision_order("d", latest_first=False)}, d.case_id""",
         "case_decisions": f"""
             SELECT {_DECISION_COLUMNS}
             FROM decision_events d
             LEFT JOIN (SELECT case_id AS _case, batch_id AS received_batch_id
                        FROM case_payloads) c ON c._case = d.case_id
             QUALIFY row_number() OVER (
-                PARTITION BY case_id ORDER BY decided_at DESC, batch_id DESC) = 1""",
+                PARTITION BY d.case_id ORDER BY {decision_order("d", latest_first=True)}) = 1""",
         # Spec §8: the examiners' work queue, cases whose latest decision is PENDED,
         # oldest received first; age_days = today (current_date) - received_date.
-        "pended_queue": PENDED_QUEUE_SQL.format(today="current_date"),
+        "pended_queue": pended_queue_sql("current_date"),
         "rejections": """
             SELECT batch_id, row_number, case_id, errors, raw, rejected_at
             FROM rejection_events""",

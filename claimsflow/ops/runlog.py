@@ -164,7 +164,7 @@ QUEUE_SQL = """
         SELECT e.case_id, e.status FROM decision_events e SEMI JOIN ever_pended USING (case_id)
         WHERE e.decided_at <= $as_of
         QUALIFY row_number() OVER (
-            PARTITION BY e.case_id ORDER BY e.decided_at DESC, e.batch_id DESC) = 1),
+            PARTITION BY e.case_id ORDER BY {latest_first}) = 1),
     waiting AS (
         SELECT ($as_of::DATE - c.received_date)::BIGINT AS age
         FROM latest l JOIN case_payloads c USING (case_id)
@@ -175,7 +175,7 @@ QUEUE_SQL = """
            count(*) FILTER (WHERE age BETWEEN 31 AND 90) AS b2,
            count(*) FILTER (WHERE age > 90) AS b3
     FROM waiting
-"""
+""".replace("{latest_first}", catalog.decision_order("e", latest_first=True))
 
 
 @dataclass(frozen=True)
