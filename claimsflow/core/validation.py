@@ -66,11 +66,12 @@ def validate_batch(raw: pl.DataFrame, decided: pl.DataFrame | None = None) -> Va
     column (see `reading.read_batch_bytes`): it is then built for the rejected rows
     only.
     """
-    text = _with_optional_columns(raw)
-    screened = _screen(text, decided if decided is not None else no_decisions())
+    screened = _screen(raw, decided if decided is not None else no_decisions())
     # Pandera on the rows some check failed: the per-cell failures, in its order.
     suspect = ~screened[_CLEAN]
-    failures = cell_failures(text.filter(suspect).select(CASE_COLUMNS), CASE_BATCH_SCHEMA)
+    failures = cell_failures(
+        _with_optional_columns(raw.filter(suspect)).select(CASE_COLUMNS), CASE_BATCH_SCHEMA
+    )
     failed_rows = screened[ROW_NUMBER].filter(suspect).gather(failures["index"])
     cell_errors = _with_read_errors(
         failures.with_columns(failed_rows.alias(ROW_NUMBER)), raw
@@ -94,10 +95,15 @@ def validate_batch(raw: pl.DataFrame, decided: pl.DataFrame | None = None) -> Va
     )
     # One mask for both sides (`screened` has raw's rows, in raw's order).
     rejected = screened[ROW_NUMBER].is_in(errors[ROW_NUMBER].implode())
-    return ValidatedBatch(
-        cases=screened.select(_CASE_TYPES).filter(~rejected),
-        rejections=_rejections(raw.filter(rejected), errors),
-    )
+    rejections = _rejections(raw.filter(rejected), errors)
+    # The valid rows' typed columns, one column at a time, each let go of once copied:
+    # filtering the frame whole held both copies at once (~1 GiB at 10M rows).
+    kept = ~rejected
+    typed: list[pl.Series] = []
+    for name in _CASE_TYPES:
+        typed.append(screened.get_column(name).filter(kept))
+        screened = screened.drop(name)
+    return ValidatedBatch(cases=pl.DataFrame(typed), rejections=rejections)
 
 
 _COLUMN_RANK = {name: i for i, name in enumerate(CASE_COLUMNS)}
@@ -237,7 +243,7 @@ def _present(text: pl.Expr) -> pl.Expr:
     return pl.when(text != "").then(text)
 
 
-def _screen(text: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
+def _screen(raw: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
     """One pass over the batch: whether every schema check passes, the identity
     flags, and the typed columns.
 
@@ -248,11 +254,17 @@ def _screen(text: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
     row-wise expression; every other row goes through Pandera itself. Evaluated
     in one lazy query, each parse (dates, cents) is done once and shared by the
     checks and the typed columns (common subexpression elimination).
+
+    The optional columns a file leaves out are added inside the query: added to the
+    frame, they made Polars rechunk every column the reader left in pieces (1.4 GiB
+    and 0.7 s at 10M rows, issue 15).
     """
-    checks = _check_expressions(CASE_BATCH_SCHEMA, text)
+    checks = _check_expressions(CASE_BATCH_SCHEMA, _with_optional_columns(raw.clear()))
     clean = pl.all_horizontal(checks) if checks is not None else pl.lit(False)
+    absent = [c for c in OPTIONAL_COLUMNS if c not in raw.columns]
     screened = (
-        text.lazy()
+        raw.lazy()
+        .with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
         .select(
             *_typed_columns(),
             clean.alias(_CLEAN),
@@ -260,7 +272,7 @@ def _screen(text: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
             pl.col("claim_frequency").is_in(CORRECTIONS).fill_null(False).alias(_CORRECTS),
         )
         .collect()
-        .with_columns(repeats_earlier_row(text["case_id"]).alias(_REPEAT))
+        .with_columns(repeats_earlier_row(raw["case_id"]).alias(_REPEAT))
     )
     if not screened[_CORRECTS].any():
         return screened.with_columns(pl.lit(None, dtype=pl.String).alias(_ORIGINAL_STATUS))
