@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import pytest
 
-from claimsflow.core.decide import BatchDecision, in_batch_order, void_decisions
+from claimsflow.core.decide import BatchDecision, in_row_order
 from claimsflow.core.history import MemoryHistory
 from claimsflow.core.reference import Reference
 from claimsflow.pipeline.batch import decide_batch
@@ -99,9 +99,11 @@ def test_a_void_gives_the_deductible_back_before_the_batch_is_priced(
         ("O1", "APPROVED", [], 40_000, 0, 0, "ADJUDICATION", None),
     ]
     assert decisions_of(second) == [
+        # The voided original, the adjudicated rows, then the void rows (their order
+        # within a batch's decisions; claimsflow/core/decide.py, in_row_order).
         ("O1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
-        ("V1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
         ("N1", "APPROVED", [], 30_000, 0, 0, "ADJUDICATION", None),
+        ("V1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
     ]
     # Both rows count as decided rows of their batch (spec §9); O1 is not a row of it.
     assert (second.cases.height, second.rejections.height, second.voided_originals) == (2, 0, 1)
@@ -176,8 +178,8 @@ def test_a_void_takes_no_part_in_the_batchs_duplicates_or_pricing(
     )
     assert decisions_of(second) == [
         ("O1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
-        ("V1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
         ("N2", "APPROVED", [], 10_000, 0, 0, "ADJUDICATION", None),
+        ("V1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
     ]
 
 
@@ -258,25 +260,10 @@ def test_a_corrected_case_can_be_corrected_no_more_but_its_replacement_can(
     ]
 
 
-def test_void_rows_take_their_place_in_batch_row_order() -> None:
+def test_adjudicated_rows_are_recorded_in_row_order_whatever_the_executor() -> None:
     adjudicated = pl.DataFrame(
-        {
-            "row_number": [1, 3, 4],
-            "case_id": ["A", "C", "D"],
-            "status": ["APPROVED", "DENIED", "PENDED"],
-            "covered": [True, False, True],  # a rule-context column the voids lack
-        }
+        {"row_number": [1, 3, 4], "case_id": ["A", "C", "D"], "status": ["APPROVED"] * 3}
     )
-    voids = void_decisions(pl.DataFrame({"row_number": [2, 5], "case_id": ["B", "E"]}))
-    merged = in_batch_order(adjudicated, voids)
-    assert merged.select("row_number", "case_id", "status", "decided_by").rows() == [
-        (1, "A", "APPROVED", None),
-        (2, "B", "VOIDED", "B"),
-        (3, "C", "DENIED", None),
-        (4, "D", "PENDED", None),
-        (5, "E", "VOIDED", "E"),
-    ]
-    assert merged["covered"].to_list() == [True, None, False, True, None]
-    assert merged["paid_cents"].to_list() == [None, 0, None, None, 0]
+    assert in_row_order(adjudicated) is adjudicated  # already in order: no copy
     # Parts not in row order (an executor may return its parts in any order): sorted.
-    assert in_batch_order(adjudicated.reverse(), voids)["case_id"].to_list() == list("ABCDE")
+    assert in_row_order(adjudicated.reverse())["case_id"].to_list() == ["A", "C", "D"]

@@ -52,8 +52,9 @@ class BatchDecision:
     """Everything one batch decided.
 
     cases: the valid rows, typed (what the log's `cases` table receives).
-    decisions: one decision per valid row, in batch order, after the VOIDED decisions
-        of the originals the batch's corrections void (spec §9); DECISION_COLUMNS.
+    decisions: one decision per valid row (DECISION_COLUMNS): the VOIDED decisions of
+        the originals the batch's corrections void (spec §9), then the adjudicated rows
+        in row order, then the void rows in row order.
     rule_hits, rejections: as their event tables.
     """
 
@@ -94,9 +95,8 @@ def decide(
     decisions = pl.concat(
         [
             voided_originals(corrections),
-            in_batch_order(
-                adjudicated.select(DECISION_COLUMNS), void_decisions(cases.filter(voids))
-            ),
+            in_row_order(adjudicated.select(DECISION_COLUMNS)),
+            void_decisions(cases.filter(voids)),
         ],
         how="diagonal_relaxed",
     )
@@ -160,25 +160,13 @@ def _voided(rows: pl.DataFrame, source: str) -> pl.DataFrame:
     )
 
 
-def in_batch_order(adjudicated: pl.DataFrame, voids: pl.DataFrame) -> pl.DataFrame:
-    """The adjudicated rows' and the void rows' decisions, in the batch's row order
-    (both carry the row's row_number). Both parts come in row order, so they are
-    merged rather than sorted: a sort of the batch's wide decisions frame peaked at
-    ~0.6 GiB per million cases above its input, a merge at about half (issue 16).
-    `decide` merges only DECISION_COLUMNS: the merge of the rule context's 38 columns
-    took ~1 s per million cases, most of the lifecycle's extra time."""
-    if voids.is_empty():
+def in_row_order(adjudicated: pl.DataFrame) -> pl.DataFrame:
+    """The adjudicated rows' decisions in the batch's row order: as they come from
+    `decide_cases`; sorted when an executor returns its parts in another order.
+
+    The void rows' decisions follow them rather than being merged into their places:
+    the log's order within a batch means nothing (a case has one decision per batch),
+    and the merge of 10M decisions took 9 s, the sort as long (issue 16)."""
+    if adjudicated[ROW_NUMBER].is_sorted():
         return adjudicated
-    adjudicated = adjudicated.with_columns(
-        pl.lit(None, dtype).alias(name)
-        for name, dtype in voids.schema.items()
-        if name not in adjudicated.columns
-    )
-    schema = adjudicated.schema
-    voids = voids.select(
-        pl.col(name).cast(dtype) if name in voids.columns else pl.lit(None, dtype).alias(name)
-        for name, dtype in schema.items()
-    )
-    if adjudicated[ROW_NUMBER].is_sorted() and voids[ROW_NUMBER].is_sorted():
-        return adjudicated.merge_sorted(voids, key=ROW_NUMBER)
-    return pl.concat([adjudicated, voids]).sort(ROW_NUMBER)
+    return adjudicated.sort(ROW_NUMBER)
