@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -175,21 +175,25 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
         crash_point("after-read")
     except UnreadableBatch as exc:
         return _reject(run, opened, str(exc), started)
-    step("validating", batch=opened.source, rows=raw.height)
+    # The source's bytes (kept for quarantine) are not needed once read: let them go
+    # before validation, the batch's peak (0.7 GiB for 10M CSV rows, issue 15).
+    identity = replace(opened, read=_unread, keep_verbatim=None)
+    del opened
+    step("validating", batch=identity.source, rows=raw.height)
     history = LakeHistory(run.lake)
     validated = validate_batch(raw, history.decided_among(named_case_ids(raw)))
     prepared = PreparedBatch(
-        opened.batch_id,
-        opened.source,
-        opened.source_kind,
+        identity.batch_id,
+        identity.source,
+        identity.source_kind,
         raw.height,
         validated,
         started,
-        opened.seq_range,
+        identity.seq_range,
     )
-    # Neither the source's bytes nor its text frame is needed past validation: let them
-    # go before the batch is decided (together, about a third of its peak memory).
-    del raw, opened
+    # The text frame is not needed past validation either: let it go before the batch
+    # is decided.
+    del raw
     return prepared
 
 
@@ -340,15 +344,16 @@ def batch_record(
     )
 
 
-def _identity(prepared: PreparedBatch) -> _Opened:
-    def unread() -> pl.DataFrame:  # pragma: no cover - a prepared batch was read already
-        raise AssertionError("read again")
+def _unread() -> pl.DataFrame:  # pragma: no cover - a prepared batch was read already
+    raise AssertionError("read again")
 
+
+def _identity(prepared: PreparedBatch) -> _Opened:
     return _Opened(
         prepared.batch_id,
         prepared.source,
         prepared.source_kind,
-        unread,
+        _unread,
         seq_range=prepared.seq_range,
     )
 
