@@ -97,19 +97,18 @@ def batch_history_from(latest: pl.DataFrame, cases: pl.DataFrame, ruleset: RuleS
     if latest.is_empty() or cases.is_empty():
         return BatchHistory()
     live = latest.filter(pl.col("status").is_in([APPROVED, PENDED]))
-    sharing = [
-        live.join(cases.select(key).unique(), on=list(key), how="semi")
-        for key in duplicate_keys(ruleset)
-    ]
+    sharing = [sharing_a_key(live, cases, key) for key in duplicate_keys(ruleset)]
     prior_claims = (
         pl.concat(sharing).unique("case_id", maintain_order=True)
         if sharing
         else pl.DataFrame(schema=DECIDED_SCHEMA)
     )
     accumulated = (
-        latest.filter(pl.col("status") == APPROVED)
-        .with_columns(SERVICE_YEAR)
-        .join(cases.select("member_id", SERVICE_YEAR).unique(), on=MEMBER_YEAR, how="semi")
+        sharing_a_key(
+            latest.filter(pl.col("status") == APPROVED).with_columns(SERVICE_YEAR),
+            cases.select("member_id", SERVICE_YEAR),
+            MEMBER_YEAR,
+        )
         .group_by(MEMBER_YEAR, maintain_order=True)
         .agg(
             pl.col("deductible_cents").sum().cast(pl.Int64).alias("used_cents"),
@@ -129,6 +128,16 @@ def batch_history_from(latest: pl.DataFrame, cases: pl.DataFrame, ruleset: RuleS
         accumulated=accumulated.select(list(ACCUMULATED_SCHEMA)),
         originals=originals,
     )
+
+
+def sharing_a_key(few: pl.DataFrame, cases: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
+    """The rows of `few` (earlier decisions) whose `key` some case of the batch has.
+
+    The batch's keys are probed against those of `few` rather than deduplicated and
+    hashed whole: 0.25 s instead of 4 s for a batch of 10M cases (issue 15)."""
+    on = list(key)
+    found = cases.select(on).join(few.select(on).unique(), on=on, how="semi").unique()
+    return few.join(found, on=on, how="semi")
 
 
 def duplicate_keys(ruleset: RuleSet) -> list[tuple[str, ...]]:

@@ -78,8 +78,10 @@ class LakeHistory:
             return BatchHistory()
         # Cases sharing a key with the batch, and the originals it corrects: few.
         payload = self._log.scan("cases").select(list(CASE_PAYLOAD_COLUMNS))
+        # A semi join needs no unique right side: deduplicating 10M keys first took
+        # 2.8 s, the join without it 0.9 s (issue 15).
         wanted = [
-            payload.join(cases.lazy().select(key).unique(), on=list(key), how="semi")
+            payload.join(cases.lazy().select(key), on=list(key), how="semi")
             for key in duplicate_keys(ruleset)
         ]
         originals = cases.select(pl.col("original_case_id").alias("case_id")).drop_nulls()
@@ -101,7 +103,7 @@ class LakeHistory:
         """Spec §5: per member-year of `cases`, the deductible (`used_cents`) and the
         deductible + coinsurance (`spent_cents`) of every case whose latest decision is
         APPROVED, summed in one streaming pass over the log."""
-        member_years = cases.lazy().select("member_id", SERVICE_YEAR).unique()
+        member_years = cases.lazy().select("member_id", SERVICE_YEAR)
         in_years = (
             self._log.scan("cases")
             .select("case_id", "member_id", SERVICE_YEAR)
