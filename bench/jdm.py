@@ -16,7 +16,8 @@ import polars as pl
 
 from bench.conditions import zen_condition
 from claimsflow.core.decide import BatchDecision
-from claimsflow.core.rules.context import CONTEXT_SCHEMA
+from claimsflow.core.reference import Reference
+from claimsflow.core.rules.context import CONTEXT_SCHEMA, adjudication_context
 from claimsflow.core.rules.ruleset import RuleSet
 
 
@@ -84,12 +85,16 @@ def rule_table(ruleset: RuleSet) -> tuple[dict[str, Any], list[str]]:
     return table, given
 
 
-def jdm_inputs(decision: BatchDecision, ruleset: RuleSet, given: list[str]) -> list[dict[str, Any]]:
-    """One input document per decided case: its context (dates as day numbers) and
-    the results of the rules given as inputs."""
+def jdm_inputs(
+    decision: BatchDecision, reference: Reference, given: list[str]
+) -> list[dict[str, Any]]:
+    """One input document per decided case, in the order of its decisions (a batch
+    without corrections: its cases' order): its rule context (dates as day numbers)
+    and the results of the rules given as inputs. The decisions carry what a decision
+    records, not the context: it is built again from the cases."""
     epoch = dt.date(1970, 1, 1)
     dates = [c for c, t in CONTEXT_SCHEMA.items() if t == pl.Date()]
-    frame = decision.decisions.select(
+    frame = adjudication_context(decision.cases, reference).select(
         *[
             ((pl.col(c) - pl.lit(epoch)).dt.total_days() if c in dates else pl.col(c)).alias(c)
             for c in CONTEXT_SCHEMA

@@ -284,9 +284,9 @@ def zen_engine(batch: str, reference: str) -> Result:
         return {"unavailable": f"zen-engine cannot be imported here: {exc}"}
     from bench.jdm import jdm_inputs, rule_table
 
-    _, ruleset, decision = _sample_decision(batch, reference)
+    reference_data, ruleset, decision = _sample_decision(batch, reference)
     table, duplicate_input = rule_table(ruleset)
-    inputs = jdm_inputs(decision, ruleset, duplicate_input)
+    inputs = jdm_inputs(decision, reference_data, duplicate_input)
     engine = zen.ZenEngine()
     graph = engine.create_decision(json.dumps(table))
     expected = decision.decisions.select("status", "reason_codes").rows()
