@@ -4,8 +4,6 @@ and a change to what the core returns once broke the ZEN comparison unseen."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench import workloads
