@@ -92,7 +92,10 @@ def test_skew_duplicates_and_invalid_rows(decided: tuple[BatchDecision, BatchDec
     top = per_member.head(max(1, per_member.len() // 10)).sum()
     assert top > 0.3 * decision.cases.height
     # Some member changes deductible within a year (the carried balance path).
-    approved = decision.decisions.filter(pl.col("status") == "APPROVED")
+    # (A decision records the span's terms; the member and date are the case's.)
+    approved = decision.decisions.filter(pl.col("status") == "APPROVED").join(
+        decision.cases.select("case_id", "member_id", "service_date"), on="case_id"
+    )
     spans = approved.group_by("member_id", pl.col("service_date").dt.year()).agg(
         pl.col("annual_deductible_cents").n_unique()
     )
