@@ -21,23 +21,12 @@ from claimsflow.lake import eventlog
 from claimsflow.lake.catalog import CatalogError
 from claimsflow.pipeline.batch import batch_id_of_bytes
 from claimsflow.pipeline.review import run_review
+from schemas.case_batch import CASE_COLUMNS
 from tests.batch_helpers import CsvWriter, InboxRunner, case_row
 from tests.review_helpers import first_batch, review_context, review_row, write_review
 
-HEADER = (
-    "case_id",
-    "member_id",
-    "provider_id",
-    "service_date",
-    "received_date",
-    "procedure_code",
-    "diagnosis_code",
-    "units",
-    "billed_amount",
-    "prior_auth_id",
-    "claim_frequency",
-    "original_case_id",
-)
+#: Every column a case batch may carry (spec §1), in the contract's order.
+HEADER = CASE_COLUMNS
 
 
 @pytest.fixture

@@ -19,22 +19,11 @@ from claimsflow.lake import catalog, eventlog
 from claimsflow.lake.history import LakeHistory
 from claimsflow.ops.runlog import load_run_facts
 from claimsflow.pipeline.batch import RunContext, batch_id_of_bytes, process_batch
+from schemas.case_batch import CASE_COLUMNS
 from tests.batch_helpers import CsvWriter, InboxRunner, case_row, write_csv
 
-HEADER = (
-    "case_id",
-    "member_id",
-    "provider_id",
-    "service_date",
-    "received_date",
-    "procedure_code",
-    "diagnosis_code",
-    "units",
-    "billed_amount",
-    "prior_auth_id",
-    "claim_frequency",
-    "original_case_id",
-)
+#: Every column a case batch may carry (spec §1), in the contract's order.
+HEADER = CASE_COLUMNS
 
 
 def test_a_void_and_a_replacement_through_the_log_and_the_catalog(
