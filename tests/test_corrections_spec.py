@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import pytest
 
-from claimsflow.core.decide import BatchDecision, in_row_order
+from claimsflow.core.decide import BatchDecision, in_row_order, split_voids
 from claimsflow.core.history import MemoryHistory
 from claimsflow.core.reference import Reference
 from claimsflow.pipeline.batch import decide_batch
@@ -267,3 +267,45 @@ def test_adjudicated_rows_are_recorded_in_row_order_whatever_the_executor() -> N
     assert in_row_order(adjudicated) is adjudicated  # already in order: no copy
     # Parts not in row order (an executor may return its parts in any order): sorted.
     assert in_row_order(adjudicated.reverse())["case_id"].to_list() == ["A", "C", "D"]
+
+
+def test_the_void_rows_are_the_last_valid_cases_and_the_others_a_slice(
+    reference: Reference,
+) -> None:
+    _first, second = run_batches(
+        [
+            [case("O1", member="M1"), case("O2", member="M2")],
+            [
+                case("N1", member="M1", service="2024-06-01"),  # row 1
+                correcting(case("V1", member="M1"), "8", "O1"),  # row 2: a void
+                correcting(case("R2", member="M2"), "7", "O2"),  # row 3: a replacement
+                case("N3", member="M2", service="2024-06-02"),  # row 4
+            ],
+        ],
+        reference,
+    )
+    # Valid cases: the rows to adjudicate in row order, then the void rows.
+    assert second.cases["row_number"].to_list() == [1, 3, 4, 2]
+    assert second.cases["case_id"].to_list() == ["N1", "R2", "N3", "V1"]
+    # The voided originals stay in the order of the rows that correct them.
+    assert [d[0] for d in decisions_of(second)] == ["O1", "O2", "N1", "R2", "N3", "V1"]
+    adjudicate, voids = split_voids(second.cases)
+    assert adjudicate["case_id"].to_list() == ["N1", "R2", "N3"]
+    assert voids["case_id"].to_list() == ["V1"]
+
+
+def test_split_voids_filters_cases_in_any_other_order() -> None:
+    cases = pl.DataFrame(
+        {
+            "row_number": [1, 2, 3],
+            "case_id": ["V1", "N2", "N3"],
+            "claim_frequency": ["8", "1", "7"],
+        }
+    )
+    adjudicate, voids = split_voids(cases)
+    assert adjudicate["case_id"].to_list() == ["N2", "N3"]
+    assert voids["case_id"].to_list() == ["V1"]
+    # Without the column (cases typed elsewhere): originals only (spec §1).
+    plain = cases.drop("claim_frequency")
+    assert split_voids(plain)[0] is plain
+    assert split_voids(plain)[1].height == 0

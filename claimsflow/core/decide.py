@@ -87,16 +87,17 @@ def decide(
     cases = validated.cases
     corrections = corrections_in(cases)
     seen = history.after_voids(corrections["case_id"])
-    voids = pl.col("claim_frequency") == VOID
+    to_adjudicate, voids = split_voids(cases)
     if adjudicate_cases is None:
-        adjudicated, hits = decide_cases(cases.filter(~voids), reference, ruleset, seen)
+        adjudicated, hits = decide_cases(to_adjudicate, reference, ruleset, seen)
     else:
-        adjudicated, hits = adjudicate_cases(cases.filter(~voids), seen)
+        adjudicated, hits = adjudicate_cases(to_adjudicate, seen)
+    del to_adjudicate
     decisions = pl.concat(
         [
             voided_originals(corrections),
             in_row_order(adjudicated.select(DECISION_COLUMNS)),
-            void_decisions(cases.filter(voids)),
+            void_decisions(voids),
         ],
         how="diagonal_relaxed",
     )
@@ -150,12 +151,33 @@ _PRICED_FROM = frozenset(
 )
 
 
+def split_voids(cases: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Spec §9: the cases to adjudicate (all but the void rows) and the void rows.
+
+    Validation places the void rows last (`validate_batch`): the cases to adjudicate
+    are then a slice of the batch, which copies nothing; in any other order, a filter.
+    """
+    if "claim_frequency" not in cases.columns:  # typed elsewhere: originals only (§1)
+        return cases, cases.clear()
+    void = (cases.get_column("claim_frequency") == VOID).fill_null(False)
+    count = int(void.sum())
+    if count == 0:
+        return cases, cases.clear()
+    others = cases.height - count
+    if void.slice(others).all():
+        return cases.slice(0, others), cases.slice(others)
+    return cases.filter(~void), cases.filter(void)
+
+
 def corrections_in(cases: pl.DataFrame) -> pl.DataFrame:
     """The batch's valid correction rows, in file order: the original each voids
     (`case_id`) and the row that voids it (`decided_by`)."""
     if "claim_frequency" not in cases.columns:
         return pl.DataFrame(schema={"case_id": pl.String(), "decided_by": pl.String()})
-    return cases.filter(pl.col("claim_frequency").is_in(CORRECTIONS)).select(
+    rows = cases.filter(pl.col("claim_frequency").is_in(CORRECTIONS))
+    if ROW_NUMBER in rows.columns:  # the void rows come last (`split_voids`)
+        rows = rows.sort(ROW_NUMBER)
+    return rows.select(
         pl.col("original_case_id").alias("case_id"), pl.col("case_id").alias("decided_by")
     )
 

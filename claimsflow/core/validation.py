@@ -46,7 +46,10 @@ DECIDED_STATUS_SCHEMA: dict[str, pl.DataType] = {"case_id": pl.String(), "status
 
 @dataclass(frozen=True)
 class ValidatedBatch:
-    """A batch split into typed valid cases and rejected rows (with raw values)."""
+    """A batch split into typed valid cases and rejected rows (with raw values).
+
+    `cases` are in row order, except that void rows (spec §9) come after the others
+    (`_valid_rows_voids_last`)."""
 
     cases: pl.DataFrame
     rejections: pl.DataFrame
@@ -98,12 +101,29 @@ def validate_batch(raw: pl.DataFrame, decided: pl.DataFrame | None = None) -> Va
     rejections = _rejections(raw.filter(rejected), errors)
     # The valid rows' typed columns, one column at a time, each let go of once copied:
     # filtering the frame whole held both copies at once (~1 GiB at 10M rows).
-    kept = ~rejected
+    rows = _valid_rows_voids_last(screened, ~rejected)
     typed: list[pl.Series] = []
     for name in _CASE_TYPES:
-        typed.append(screened.get_column(name).filter(kept))
+        column = screened.get_column(name)
+        typed.append(column.filter(rows) if rows.dtype == pl.Boolean else column.gather(rows))
         screened = screened.drop(name)
     return ValidatedBatch(cases=pl.DataFrame(typed), rejections=rejections)
+
+
+def _valid_rows_voids_last(screened: pl.DataFrame, kept: pl.Series) -> pl.Series:
+    """Which rows of `screened` the valid cases are, in their order: the mask `kept`
+    (row order), or, when some valid rows void a case (spec §9), the positions of the
+    other valid rows in row order, then those of the void rows.
+
+    Void rows are recorded but never adjudicated: placed last, the rows `decide`
+    adjudicates are a slice of the batch, not a filtered copy of it (0.7 GiB and
+    ~0.7 s at 10M cases, issue 16). A case's place among a batch's rows means
+    nothing in the log (row_number keeps the file's order).
+    """
+    void = (screened.get_column("claim_frequency") == VOID).fill_null(False)
+    if not (kept & void).any():
+        return kept
+    return pl.concat([(kept & ~void).arg_true(), (kept & void).arg_true()])
 
 
 _COLUMN_RANK = {name: i for i, name in enumerate(CASE_COLUMNS)}
