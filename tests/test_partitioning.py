@@ -33,6 +33,7 @@ from claimsflow.pipeline.partitioning import (
     PartitionResult,
     check_partitionable,
     decide_in_partitions,
+    in_batch_order,
     decide_parts_here,
     partition_of,
     split_cases,
@@ -57,7 +58,7 @@ def test_each_member_lands_in_one_part_and_parts_keep_batch_order() -> None:
         }
     )
 
-    parts = split_cases(cases, 3)
+    parts = list(split_cases(cases, 3))
 
     assert sum(p.height for p in parts) == 12
     assert sorted(c for p in parts for c in p["case_id"]) == sorted(cases["case_id"])
@@ -76,6 +77,30 @@ def test_each_member_lands_in_one_part_and_parts_keep_batch_order() -> None:
     assert PARTITION not in parts[0].columns
 
 
+def test_parts_outputs_go_back_to_batch_order_keeping_each_cases_hits_in_order() -> None:
+    # Two parts' rule hits, concatenated part after part: part 0 holds the cases at
+    # positions 1 and 3, part 1 those at 0 and 2; C1 fired R1 then R4.
+    parts = pl.DataFrame(
+        {
+            "case_id": ["C1", "C1", "C3", "C0", "C2", "C2"],
+            "rule_id": ["R1", "R4", "R2", "R3", "R1", "R2"],
+            ORDER: [1, 1, 3, 0, 2, 2],
+        }
+    )
+
+    ordered = in_batch_order(parts)
+
+    assert ordered.columns == ["case_id", "rule_id"]
+    assert ordered.rows() == [
+        ("C0", "R3"),
+        ("C1", "R1"),
+        ("C1", "R4"),
+        ("C2", "R1"),
+        ("C2", "R2"),
+        ("C3", "R2"),
+    ]
+
+
 def test_the_split_is_stable_and_in_range() -> None:
     members = pl.DataFrame({"member_id": [f"M{i:05d}" for i in range(2000)]})
 
@@ -87,7 +112,8 @@ def test_the_split_is_stable_and_in_range() -> None:
     # Every part gets a share: no part is empty or holds most members.
     shares = first.value_counts()["count"]
     assert shares.len() == 8 and shares.min() > 150 and shares.max() < 350  # type: ignore[operator]
-    assert split_cases(members.with_columns(pl.lit("x").alias("case_id")), 1)[0].height == 2000
+    (whole,) = split_cases(members.with_columns(pl.lit("x").alias("case_id")), 1)
+    assert whole.height == 2000
     with pytest.raises(ValueError, match="at least 1"):
         partition_of(0)
 
