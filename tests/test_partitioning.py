@@ -33,8 +33,8 @@ from claimsflow.pipeline.partitioning import (
     PartitionResult,
     check_partitionable,
     decide_in_partitions,
-    in_batch_order,
     decide_parts_here,
+    in_batch_order,
     partition_of,
     split_cases,
 )
