@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import pytest
 
-from claimsflow.core.decide import BatchDecision, in_row_order, split_voids
+from claimsflow.core.decide import BatchDecision, split_voids
 from claimsflow.core.history import MemoryHistory
 from claimsflow.core.reference import Reference
 from claimsflow.pipeline.batch import decide_batch
@@ -100,7 +100,7 @@ def test_a_void_gives_the_deductible_back_before_the_batch_is_priced(
     ]
     assert decisions_of(second) == [
         # The voided original, the adjudicated rows, then the void rows (their order
-        # within a batch's decisions; claimsflow/core/decide.py, in_row_order).
+        # within a batch's decisions; claimsflow/core/decide.py, decide).
         ("O1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
         ("N1", "APPROVED", [], 30_000, 0, 0, "ADJUDICATION", None),
         ("V1", "VOIDED", [], 0, 0, 0, "CORRECTION", "V1"),
@@ -258,15 +258,6 @@ def test_a_corrected_case_can_be_corrected_no_more_but_its_replacement_can(
         ("R1", "VOIDED", [], 0, 0, 0, "CORRECTION", "R2"),
         ("R2", "APPROVED", [], 0, 800, 7_200, "ADJUDICATION", None),
     ]
-
-
-def test_adjudicated_rows_are_recorded_in_row_order_whatever_the_executor() -> None:
-    adjudicated = pl.DataFrame(
-        {"row_number": [1, 3, 4], "case_id": ["A", "C", "D"], "status": ["APPROVED"] * 3}
-    )
-    assert in_row_order(adjudicated) is adjudicated  # already in order: no copy
-    # Parts not in row order (an executor may return its parts in any order): sorted.
-    assert in_row_order(adjudicated.reverse())["case_id"].to_list() == ["A", "C", "D"]
 
 
 def test_the_void_rows_are_the_last_valid_cases_and_the_others_a_slice(

@@ -83,6 +83,13 @@ def decide(
 
     `adjudicate_cases` decides the cases that are adjudicated (all but the voids),
     by default `decide_cases` in one piece.
+
+    The decisions are the VOIDED originals (in the order of the rows correcting
+    them), the adjudicated cases' as `adjudicate_cases` returns them (file order in
+    one piece; part after part when partitioned), then the void rows'. A case's place
+    among its batch's decisions means nothing (`row_number` keeps the file's order):
+    merging the void rows into their places, or the parts into file order, cost
+    seconds and gigabytes at 10M cases (issues 15, 16).
     """
     cases = validated.cases
     corrections = corrections_in(cases)
@@ -96,7 +103,7 @@ def decide(
     decisions = pl.concat(
         [
             voided_originals(corrections),
-            in_row_order(adjudicated.select(DECISION_COLUMNS)),
+            adjudicated.select(DECISION_COLUMNS),
             void_decisions(voids),
         ],
         how="diagonal_relaxed",
@@ -202,15 +209,3 @@ def _voided(rows: pl.DataFrame, source: str) -> pl.DataFrame:
         *(pl.lit(0, dtype=pl.Int64).alias(a) for a in AMOUNT_COLUMNS),
         pl.lit(source).alias("decision_source"),
     )
-
-
-def in_row_order(adjudicated: pl.DataFrame) -> pl.DataFrame:
-    """The adjudicated rows' decisions in the batch's row order: as they come from
-    `decide_cases`; sorted when an executor returns its parts in another order.
-
-    The void rows' decisions follow them rather than being merged into their places:
-    the log's order within a batch means nothing (a case has one decision per batch),
-    and the merge of 10M decisions took 9 s, the sort as long (issue 16)."""
-    if adjudicated[ROW_NUMBER].is_sorted():
-        return adjudicated
-    return adjudicated.sort(ROW_NUMBER)
