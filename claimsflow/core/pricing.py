@@ -192,11 +192,34 @@ def _sorted_rows(
     day = 1 << 15
     packed = by_member * (day * day) + (service.cast(pl.Int64) - lo) * day
     packed = packed + (received.cast(pl.Int64) - lo)
-    # Cases usually arrive in case_id order: a stable sort on the integer alone then
+    in_order = cases.select(pl.lit(rows).alias("row"), packed.alias("key")).sort(
+        "key", maintain_order=True
+    )
+    # Cases often arrive in case_id order: a stable sort on the integer alone then
     # keeps case_id order within ties, without comparing text.
-    in_case_id_order = cases.select(pl.col("case_id").is_sorted()).item()
-    by = [packed] if in_case_id_order else [packed, case_id]
-    return cases.select(pl.lit(rows).sort_by(by, maintain_order=True)).to_series()
+    if cases.select(pl.col("case_id").is_sorted()).item():
+        return in_order["row"]
+    return _ties_by_case_id(in_order, cases["case_id"])
+
+
+def _ties_by_case_id(in_order: pl.DataFrame, case_id: pl.Series) -> pl.Series:
+    """The rows of `in_order` (row, key; stably sorted by key) with each run of equal
+    keys put in case_id order.
+
+    Only the rows whose key another row shares are compared by case_id (a member's
+    cases with the same service and receipt dates: few), and they are put back in
+    the places their run holds: sorting every approved case by its text key took
+    ~0.5 s more at 10M cases (issue 15).
+    """
+    key = in_order["key"]
+    tied = ((key == key.shift(1)) | (key == key.shift(-1))).fill_null(False).arg_true()
+    rows = in_order["row"]
+    if tied.is_empty():
+        return rows
+    runs = pl.DataFrame({"row": rows.gather(tied), "key": key.gather(tied)})
+    by_case_id = pl.lit(case_id).gather(pl.col("row"))
+    resolved = runs.sort(pl.col("key"), by_case_id, maintain_order=True).get_column("row")
+    return rows.clone().scatter(tied, resolved)
 
 
 def _member_key(decisions: pl.DataFrame) -> pl.Expr:
