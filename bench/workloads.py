@@ -187,6 +187,8 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
         "setup_seconds": setup_seconds,
         "rss_before": rss_before,
         "workers": workers,
+        # The coordinator alone: wait4's peak also counts the workers it reaps.
+        "own_peak_rss": rss_bytes(),
         "worker_peak_rss": sum(worker_peaks.values()),
         "rows": outcome.rows_in,
         "decided": outcome.rows_decided,
