@@ -98,3 +98,17 @@ def first_batch() -> list[dict[str, str]]:
             billed_amount="11000.00",
         ),
     ]
+
+
+ANALYST_QUERIES = Path(__file__).resolve().parents[1] / "docs" / "analyst-queries.md"
+
+
+def documented_queries(*sections: str) -> dict[str, list[str]]:
+    """The SQL statements of the given sections of docs/analyst-queries.md."""
+    text = ANALYST_QUERIES.read_text(encoding="utf-8")
+    found: dict[str, list[str]] = {}
+    for section in sections:
+        body = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+        blocks = [b.split("```", 1)[0] for b in body.split("```sql")[1:]]
+        found[section] = [s.strip() for b in blocks for s in b.split(";") if s.strip()]
+    return found

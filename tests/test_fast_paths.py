@@ -22,8 +22,10 @@ from claimsflow.core.pricing import PRICE_COLUMNS, price
 from claimsflow.core.repeats import hash_repeated, repeats_earlier_row
 from claimsflow.core.rules import context
 from claimsflow.core.rules.context import MEMBER_KEY
+from claimsflow.core.validation import validate_batch
 from schemas.text_checks import cents
 from tests.hypothesis_support import examples
+from tests.spec_helpers import case, text_batch
 
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 
@@ -219,3 +221,18 @@ def test_covering_span_matches_the_oracle(
         for (m, _), s in zip(known, expected, strict=True)
     ]
     assert found["oop_max_cents"].to_list() == [None if s is None or s % 2 else s for s in expected]
+
+
+def test_the_valid_cases_come_in_one_piece_whatever_pieces_the_batch_was_read_in() -> None:
+    # A batch read in three pieces (as the CSV reader leaves a large file): the valid
+    # cases' columns are each one piece, so the steps after validation do not copy
+    # them again (issue 15). Row 2 is rejected (no member_id).
+    rows = [case("A1"), case("A2", member=""), case("A3"), case("A4"), case("A5")]
+    whole = text_batch(rows)
+    pieces = pl.concat([whole.slice(0, 2), whole.slice(2, 2), whole.slice(4)], rechunk=False)
+    assert pieces["case_id"].n_chunks() == 3
+
+    validated = validate_batch(pieces)
+
+    assert validated.cases["case_id"].to_list() == ["A1", "A3", "A4", "A5"]
+    assert {validated.cases[c].n_chunks() for c in validated.cases.columns} == {1}

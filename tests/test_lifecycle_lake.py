@@ -21,6 +21,7 @@ from claimsflow.ops.runlog import load_run_facts
 from claimsflow.pipeline.batch import RunContext, batch_id_of_bytes, process_batch
 from schemas.case_batch import CASE_COLUMNS
 from tests.batch_helpers import CsvWriter, InboxRunner, case_row, write_csv
+from tests.review_helpers import documented_queries
 
 #: Every column a case batch may carry (spec §1), in the contract's order.
 HEADER = CASE_COLUMNS
@@ -183,5 +184,21 @@ def test_a_correction_recorded_at_the_adjudications_instant_is_the_latest_everyw
     assert story == [("APPROVED",), ("VOIDED",)]
     seen = LakeHistory(lake).decided_among(pl.Series(["O1"]))
     assert seen.rows() == [("O1", "VOIDED")]
+    # The analysts' query of the originals voided finds O1's decision before the void
+    # at the same instant: APPROVED, paid 0, 80.00 of deductible given back.
+    section = "Corrections: voids and replacements"
+    voided = documented_queries(section)[section][1]
+    assert catalog.run_query(lake, voided).rows == [
+        (
+            "O1",
+            f"V{n}",
+            "void",
+            instant,
+            batch_id_of_bytes(second.read_bytes()),
+            "APPROVED",
+            0,
+            8_000,
+        )
+    ]
     # Nothing of batch a is remitted: its one case is VOIDED.
     assert remit_cases(lake, a_id).is_empty()

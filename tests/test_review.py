@@ -45,7 +45,13 @@ from tests.batch_helpers import (
     case_row,
     write_reference,
 )
-from tests.review_helpers import first_batch, review_context, review_row, write_review
+from tests.review_helpers import (
+    documented_queries,
+    first_batch,
+    review_context,
+    review_row,
+    write_review,
+)
 
 CASE_HEADER = (
     "case_id",
@@ -727,20 +733,6 @@ def test_the_run_report_shows_the_queue_as_it_stood_when_the_run_finished(
         91,
         (("0-7 days", 1), ("8-30 days", 1), ("31-90 days", 2), ("over 90 days", 1)),
     )
-
-
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "analyst-queries.md"
-
-
-def documented_queries(*sections: str) -> dict[str, list[str]]:
-    """The SQL statements of the given sections of docs/analyst-queries.md."""
-    text = DOCS.read_text(encoding="utf-8")
-    found: dict[str, list[str]] = {}
-    for section in sections:
-        body = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
-        blocks = [b.split("```", 1)[0] for b in body.split("```sql")[1:]]
-        found[section] = [s.strip() for b in blocks for s in b.split(";") if s.strip()]
-    return found
 
 
 def test_the_documented_queue_reviewer_and_correction_queries_answer_as_worked_out(
