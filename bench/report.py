@@ -304,14 +304,16 @@ def lifecycle_rows(f: Figures) -> list[tuple[str, ...]]:
         corrections = int(row["generate"].result.get("corrections", 0))
         out += [
             _row(
-                "[lifecycle] core after an earlier batch, no oop_max, no corrections",
+                "[lifecycle] core after an earlier batch, no oop_max, no corrections "
+                "(median of runs interleaved with the next row's)",
                 without,
                 size,
                 "1.0x",
             ),
             _row(
                 f"[lifecycle] the same batch with oop_max (2 spans in 3) and {corrections:,} "
-                f"corrections ({int(with_.result.get('voided_originals', 0)):,} originals voided)",
+                f"corrections ({int(with_.result.get('voided_originals', 0)):,} originals "
+                "voided; median of its runs)",
                 with_,
                 size,
                 f"{with_.seconds / without.seconds:.2f}x" if without.seconds else "?",
