@@ -22,6 +22,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from claimsflow.core.repeats import repeats_earlier_row
+from claimsflow.core.rules.context import CASE_PAYLOAD_COLUMNS
 from claimsflow.vocabulary import RAW, READ_ERRORS, ROW_NUMBER, VOIDED
 from schemas.case_batch import (
     CASE_BATCH_SCHEMA,
@@ -232,22 +233,9 @@ def _repeated_corrections(corrections: pl.DataFrame, rejected: pl.Series) -> pl.
     )
 
 
-# The typed case columns: dates are dates, money is integer cents.
-_CASE_TYPES: tuple[str, ...] = (
-    ROW_NUMBER,
-    "case_id",
-    "member_id",
-    "provider_id",
-    "service_date",
-    "received_date",
-    "procedure_code",
-    "diagnosis_code",
-    "units",
-    "billed_cents",
-    "prior_auth_id",
-    "claim_frequency",
-    "original_case_id",
-)
+# The typed case columns (the cases table's payload): dates are dates, money is
+# integer cents.
+_CASE_TYPES: tuple[str, ...] = (ROW_NUMBER, *CASE_PAYLOAD_COLUMNS)
 
 
 def _typed_columns() -> list[pl.Expr]:
