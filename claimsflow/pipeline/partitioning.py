@@ -164,16 +164,13 @@ def combine_partitions(
     cases: pl.DataFrame, results: list[PartitionResult]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The decisions and rule hits of `cases` from their parts' outputs, part after
-    part (the parts' rows as read, not copied)."""
+    part."""
     decided = sum(r.decided for r in results)
     if decided != cases.height:
         raise PartitioningError(f"parts decided {decided} of {cases.height} case(s)")
     decisions, rule_hits = (
-        pl.concat(
-            # glob=False: the folders are under the lake, whose path may hold glob characters.
-            [pl.read_parquet(Path(r.folder) / f"{name}.parquet", glob=False) for r in results],
-            rechunk=False,
-        )
+        # glob=False: the folders are under the lake, whose path may hold glob characters.
+        pl.scan_parquet([Path(r.folder) / f"{name}.parquet" for r in results], glob=False).collect()
         for name in OUTPUT_TABLES
     )
     return decisions, rule_hits
