@@ -26,7 +26,7 @@ import polars as pl
 from claimsflow.lake.eventlog import has_event_log, scan_batches, scan_history, scan_table
 from claimsflow.lake.storage import Location
 from claimsflow.vocabulary import ADJUDICATION, APPROVED, DENIED
-from claimsflow.x12.write835 import remittance_835
+from claimsflow.x12.write835 import remit_order, remittance_835
 
 __all__ = [
     "REMITTED",
@@ -115,46 +115,83 @@ def remit_cases(lake: Location, batch_id: str) -> pl.DataFrame:
     it. Each case has one adjudication, in its own batch; the later decisions are few,
     so only they are sorted, and a batch of 10M cases is never sorted by decided_at.
     """
-    cases = (
-        scan_batches(lake, "cases", [batch_id])
-        .filter(pl.col("batch_id") == batch_id)
-        .select(_CASE_COLUMNS)
-    )
-    ids = cases.select("case_id")
     source = pl.col("decision_source")
-    adjudicated = (
-        scan_batches(lake, "decisions", [batch_id])
-        .filter(source.is_null() | (source == ADJUDICATION))
-        .select(_DECISION_COLUMNS)
-        .join(ids, on="case_id", how="semi")
+    decided = _with_adjudication(
+        _read_whole(
+            scan_batches(lake, "cases", [batch_id])
+            .filter(pl.col("batch_id") == batch_id)
+            .select(_CASE_COLUMNS)
+        ),
+        _read_whole(
+            scan_batches(lake, "decisions", [batch_id])
+            .filter(source.is_null() | (source == ADJUDICATION))
+            .select(_DECISION_COLUMNS)
+        ),
     )
     decided_again = (
         scan_history(lake, "decisions")
         .filter(source.is_not_null() & (source != ADJUDICATION))
         .select(_DECISION_COLUMNS)
-        .join(ids, on="case_id", how="semi")
+        .join(decided.lazy().select("case_id"), on="case_id", how="semi")
         .sort("decided_at", maintain_order=True)
         .group_by("case_id", maintain_order=True)
         .last()
+        .collect()
     )
+    return _remitted_in_order(_later_decisions_win(decided, decided_again))
+
+
+def _read_whole(rows: pl.LazyFrame) -> pl.DataFrame:
+    """The rows in one piece: gathering from a frame in its Parquet file's ~10 pieces
+    took 15x as long (4.5 s per string column at 10M cases; issue 15)."""
+    return rows.collect().rechunk()
+
+
+def _remitted_in_order(latest: pl.DataFrame) -> pl.DataFrame:
+    """The cases whose latest status §11 remits, in the 835's order: kept and ordered
+    by one gather (a filtered copy, then a sorted one, held the batch three times)."""
+    kept = latest.get_column("status").is_in(REMITTED).arg_true()
+    order = remit_order(latest.select("provider_id", "case_id")[kept])
+    return latest[kept if order is None else kept.gather(order)]
+
+
+def _with_adjudication(cases: pl.DataFrame, adjudications: pl.DataFrame) -> pl.DataFrame:
+    """Each case with its adjudication's columns (null for a case without one: a void
+    row, recorded VOIDED as a correction).
+
+    The batch writes its decisions in its cases' order, the void rows last and without
+    an adjudication; when the two tables line up so, they are put side by side, which
+    spares a join of 10M case_ids (6.5 s at 10M; issue 15). Any other order joins."""
+    adjudicated = adjudications.height
+    lined_up = adjudicated <= cases.height and (
+        cases.get_column("case_id").head(adjudicated).equals(adjudications.get_column("case_id"))
+    )
+    if not lined_up:
+        return cases.join(adjudications, on="case_id", how="left", maintain_order="left")
+    decided = pl.concat([cases.head(adjudicated), adjudications.drop("case_id")], how="horizontal")
+    rest = cases.slice(adjudicated)
+    if rest.is_empty():
+        return decided
+    undecided = rest.join(adjudications, on="case_id", how="left", maintain_order="left")
+    return pl.concat([decided, undecided], how="vertical", rechunk=True)
+
+
+def _later_decisions_win(decided: pl.DataFrame, decided_again: pl.DataFrame) -> pl.DataFrame:
+    """The cases with each one's latest decision: a review's or a correction's when it
+    was recorded at or after the adjudication (or the case has no adjudication)."""
+    columns = ("case_id", *_CASE_COLUMNS[1:], *_DECISION_COLUMNS[1:-1])
+    if decided_again.is_empty():
+        return decided.select(columns)
     again, first = pl.col("decided_at_again"), pl.col("decided_at")
     take_again = again.is_not_null() & (first.is_null() | (again >= first))
-    latest = adjudicated.join(
-        decided_again, on="case_id", how="full", coalesce=True, suffix="_again"
+    return decided.join(
+        decided_again, on="case_id", how="left", suffix="_again", maintain_order="left"
     ).select(
-        "case_id",
+        *columns[: len(_CASE_COLUMNS)],
         *(
             pl.when(take_again).then(pl.col(f"{name}_again")).otherwise(pl.col(name)).alias(name)
             for name in _DECISION_COLUMNS[1:-1]
         ),
-    )
-    # In the 835's order, sorted here in the query: the writer then need not copy the
-    # batch to sort it again (issue 15).
-    return (
-        cases.join(latest, on="case_id", how="inner")
-        .filter(pl.col("status").is_in(REMITTED))
-        .sort("provider_id", "case_id")
-        .collect()
     )
 
 

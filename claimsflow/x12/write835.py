@@ -41,7 +41,7 @@ from claimsflow.x12.build import (
 )
 from claimsflow.x12.segments import Delimiters
 
-__all__ = ["REMIT_COLUMNS", "write_835"]
+__all__ = ["REMIT_COLUMNS", "in_remit_order", "remit_order", "write_835"]
 
 VERSION = "005010X221A1"
 REMIT_COLUMNS = (
@@ -343,7 +343,7 @@ def _layout(frame: pl.DataFrame) -> pl.DataFrame:
     """Cases in (provider_id, case_id) order with their transaction set, its totals and
     the adjustment amounts."""
     approved = pl.col("status") == "APPROVED"
-    rows = _in_provider_order(frame).with_columns(
+    rows = in_remit_order(frame).with_columns(
         pl.when(approved)
         .then(pl.col("billed_cents") - pl.col("allowed_cents"))
         .otherwise(0)
@@ -381,16 +381,47 @@ def _layout(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _in_provider_order(frame: pl.DataFrame) -> pl.DataFrame:
-    """The cases in (provider_id, case_id) order. `remit_cases` hands them over in that
-    order: checked in one pass, which saves copying the batch to sort it (issue 15)."""
-    provider, case_id = pl.col("provider_id"), pl.col("case_id")
-    follows = (provider > provider.shift(1)) | (
-        (provider == provider.shift(1)) & (case_id > case_id.shift(1))
+def in_remit_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """The cases in the 835's order: by provider_id, then case_id."""
+    order = remit_order(frame)
+    return frame if order is None else frame[order]
+
+
+def remit_order(frame: pl.DataFrame) -> pl.Series | None:
+    """The row indexes that put `frame` in the 835's order (provider_id, then case_id);
+    None when it is in that order already.
+
+    Sorting by the two string columns at once compares them row-encoded: 17 s for 10M
+    cases on a 2-core host. Each column's rank is cheap on its own (the providers are
+    far fewer than the cases and are ranked through their sorted list; the case ids
+    mostly come in order already), so the rows are sorted by one integer key instead,
+    provider rank then case rank: the same order in half the time (issue 15)."""
+    if frame.height < 2:
+        return None
+    has_nulls = pl.any_horizontal(pl.col("provider_id", "case_id").has_nulls())
+    if frame.height >= 1 << 32 or frame.select(has_nulls).item():
+        return frame.select(pl.arg_sort_by("provider_id", "case_id")).to_series()
+    if frame.select(_follows().all()).item():
+        return None
+    frame = frame.select("provider_id", "case_id").rechunk()  # a gather from pieces is slow
+    providers = frame.get_column("provider_id").unique().sort()
+    provider_rank = frame.get_column("provider_id").replace_strict(
+        providers, pl.int_range(providers.len(), dtype=pl.UInt64, eager=True)
     )
-    if frame.select(follows.fill_null(True).all()).item():
-        return frame
-    return frame.sort("provider_id", "case_id")
+    by_case_id = frame.get_column("case_id").arg_sort()
+    case_rank = pl.zeros(frame.height, pl.UInt64, eager=True).scatter(
+        by_case_id, pl.int_range(frame.height, dtype=pl.UInt64, eager=True)
+    )
+    return (provider_rank * (1 << 32) + case_rank).arg_sort()
+
+
+def _follows() -> pl.Expr:
+    """Whether each case comes after the one before it in the 835's order."""
+    provider, case_id = pl.col("provider_id"), pl.col("case_id")
+    return (
+        (provider > provider.shift(1))
+        | ((provider == provider.shift(1)) & (case_id > case_id.shift(1)))
+    ).fill_null(True)
 
 
 def _trace_prefix(batch_id: str) -> str:
