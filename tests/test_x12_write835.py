@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from claimsflow.x12 import write835
+from claimsflow.x12.build import dollars
 from claimsflow.x12.segments import Delimiters
 from claimsflow.x12.write835 import REMIT_COLUMNS, remittance_835, write_835
 from tests.hypothesis_support import examples
@@ -386,3 +387,20 @@ def test_every_claim_balances_and_bpr02_sums_clp04(frame: pl.DataFrame) -> None:
 @given(remitted())
 def test_every_835_passes_the_validator(frame: pl.DataFrame) -> None:
     assert validate_835(write_835(frame, batch_id=BATCH)) == []
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.lists(st.integers(min_value=-(10**15), max_value=10**15), min_size=1, max_size=50))
+def test_cents_are_written_as_dollars_with_two_decimals(amounts: list[int]) -> None:
+    def by_hand(cents: int) -> str:
+        sign = "-" if cents < 0 else ""
+        return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+    written = pl.select(dollars(pl.lit(pl.Series(amounts, dtype=pl.Int64)))).to_series()
+    assert written.to_list() == [by_hand(c) for c in amounts]
+    assert pl.select(dollars(pl.lit(pl.Series([0, 5, 100, 12345])))).to_series().to_list() == [
+        "0.00",
+        "0.05",
+        "1.00",
+        "123.45",
+    ]
