@@ -184,9 +184,13 @@ def _check_unique(path: Path, frame: pl.DataFrame, key: str) -> None:
 
 def _check_spans_do_not_overlap(path: Path, members: pl.DataFrame) -> None:
     ordered = members.sort("member_id", "coverage_start", "row_number")
-    previous_end = pl.col("coverage_end").shift(1).over("member_id")
-    has_previous = pl.col("coverage_start").shift(1).over("member_id").is_not_null()
-    previous_row = pl.col("row_number").shift(1).over("member_id").alias("_previous")
+    # Sorted by member, a span's previous span of the same member is the row before it
+    # when that row has the same member_id: no window over members (three of them took
+    # 2.6 s for 500,000 spans; issue 15).
+    same_member = pl.col("member_id") == pl.col("member_id").shift(1)
+    previous_end = pl.col("coverage_end").shift(1)
+    has_previous = same_member & pl.col("coverage_start").shift(1).is_not_null()
+    previous_row = pl.col("row_number").shift(1).alias("_previous")
     overlapping = ordered.with_columns(previous_row).filter(
         has_previous & (previous_end.is_null() | (previous_end >= pl.col("coverage_start")))
     )
