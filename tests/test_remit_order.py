@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from claimsflow.analysis.remittance import (
     _remitted_in_order,
     _with_adjudication,
 )
-from claimsflow.x12.write835 import in_remit_order, remit_order
+from claimsflow.x12.write835 import dense_ranks, in_remit_order, remit_order
 from tests.hypothesis_support import examples
 
 UTC = dt.UTC
@@ -134,3 +135,22 @@ def test_a_later_decision_wins_and_only_remitted_cases_stay() -> None:
         ("C2", "APPROVED", 1500, 1000),
     ]
     assert "decided_at" not in remitted.columns
+
+
+def test_dense_ranks_follow_the_text_order() -> None:
+    values = pl.Series(["P2", "P10", "P2", "P1", "Q", "P10"])
+    # By hand: P1 < P10 < P2 < Q.
+    assert dense_ranks(values) is not None
+    assert dense_ranks(values).to_list() == [2, 1, 2, 0, 3, 1]  # type: ignore[union-attr]
+
+
+def test_a_shared_hash_falls_back_to_the_plain_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = pl.DataFrame({"provider_id": ["P2", "P1", "P3"], "case_id": ["C1", "C2", "C3"]})
+    # Every value hashing alike: the ranks cannot be told apart, and say so.
+    monkeypatch.setattr(
+        pl.Series,
+        "hash",
+        lambda self, *a, **k: pl.repeat(7, self.len(), dtype=pl.UInt64, eager=True),
+    )
+    assert dense_ranks(frame["provider_id"]) is None
+    assert in_remit_order(frame)["provider_id"].to_list() == ["P1", "P2", "P3"]

@@ -41,7 +41,7 @@ from claimsflow.x12.build import (
 )
 from claimsflow.x12.segments import Delimiters
 
-__all__ = ["REMIT_COLUMNS", "in_remit_order", "remit_order", "write_835"]
+__all__ = ["REMIT_COLUMNS", "dense_ranks", "in_remit_order", "remit_order", "write_835"]
 
 VERSION = "005010X221A1"
 REMIT_COLUMNS = (
@@ -393,26 +393,50 @@ def remit_order(frame: pl.DataFrame) -> pl.Series | None:
 
     Sorting by the two string columns at once compares them row-encoded: 17 s for 10M
     cases on a 2-core host. Each column's rank is cheap on its own (the providers are
-    far fewer than the cases and are ranked through their sorted list; the case ids
-    mostly come in order already), so the rows are sorted by one integer key instead,
-    provider rank then case rank: the same order in half the time (issue 15)."""
+    far fewer than the cases; the case ids mostly come in order already), so the rows
+    are sorted by one integer key instead, provider rank then case rank: the same
+    order in a third of the time (issue 15)."""
     if frame.height < 2:
         return None
+
+    def by_strings() -> pl.Series:
+        return frame.select(pl.arg_sort_by("provider_id", "case_id")).to_series()
+
     has_nulls = pl.any_horizontal(pl.col("provider_id", "case_id").has_nulls())
     if frame.height >= 1 << 32 or frame.select(has_nulls).item():
-        return frame.select(pl.arg_sort_by("provider_id", "case_id")).to_series()
+        return by_strings()
     if frame.select(_follows().all()).item():
         return None
     frame = frame.select("provider_id", "case_id").rechunk()  # a gather from pieces is slow
-    providers = frame.get_column("provider_id").unique().sort()
-    provider_rank = frame.get_column("provider_id").replace_strict(
-        providers, pl.int_range(providers.len(), dtype=pl.UInt64, eager=True)
-    )
+    provider_rank = dense_ranks(frame.get_column("provider_id"))
+    if provider_rank is None:
+        return by_strings()
     by_case_id = frame.get_column("case_id").arg_sort()
     case_rank = pl.zeros(frame.height, pl.UInt64, eager=True).scatter(
         by_case_id, pl.int_range(frame.height, dtype=pl.UInt64, eager=True)
     )
     return (provider_rank * (1 << 32) + case_rank).arg_sort()
+
+
+def dense_ranks(values: pl.Series) -> pl.Series | None:
+    """Each value's rank (0, 1, ...) among the distinct values in text order; None if
+    two distinct values share a 64-bit hash (a chance of ~1e-10 for 100,000 distinct
+    values), which the result is checked for.
+
+    Found through each value's hash: the distinct hashes and their first values are
+    few and cheap to rank; hashing 10M strings into a table of strings (`unique`) took
+    4x as long."""
+    hashes = values.hash()
+    first = hashes.arg_unique()
+    distinct = values.gather(first)
+    in_text_order = distinct.arg_sort()
+    ranks = hashes.replace_strict(
+        hashes.gather(first).gather(in_text_order),
+        pl.int_range(first.len(), dtype=pl.UInt64, eager=True),
+    )
+    if not (distinct.gather(in_text_order).gather(ranks) == values).all():
+        return None
+    return ranks
 
 
 def _follows() -> pl.Expr:
