@@ -419,13 +419,13 @@ def remit_order(frame: pl.DataFrame) -> pl.Series | None:
 
 
 def dense_ranks(values: pl.Series) -> pl.Series | None:
-    """Each value's rank (0, 1, ...) among the distinct values in text order; None if
-    two distinct values share a 64-bit hash (a chance of ~1e-10 for 100,000 distinct
-    values), which the result is checked for.
+    """Each value's rank (0, 1, ...) among the distinct values (no null) in text
+    order; None if two distinct values share a 64-bit hash (a chance of ~1e-10 for
+    100,000 distinct values), which the result is checked for.
 
     Found through each value's hash: the distinct hashes and their first values are
-    few and cheap to rank; hashing 10M strings into a table of strings (`unique`) took
-    4x as long."""
+    few and cheap to rank; hashing 10M strings into a table of strings (`unique`) and
+    mapping them to their ranks took 5x as long."""
     hashes = values.hash()
     first = hashes.arg_unique()
     distinct = values.gather(first)
