@@ -9,6 +9,7 @@ plain sort and the plain join give.
 from __future__ import annotations
 
 import datetime as dt
+from random import Random
 
 import polars as pl
 import pytest
@@ -77,7 +78,13 @@ def _cases(*case_ids: str) -> pl.DataFrame:
             "units": [1] * len(case_ids),
             "service_date": [dt.date(2026, 11, 1)] * len(case_ids),
             "billed_cents": [1000 * (i + 1) for i in range(len(case_ids))],
-        }
+        },
+        schema={
+            **dict.fromkeys(("case_id", "member_id", "provider_id", "procedure_code"), pl.String),
+            "units": pl.Int64,
+            "service_date": pl.Date,
+            "billed_cents": pl.Int64,
+        },
     )
 
 
@@ -93,7 +100,16 @@ def _decisions(*rows: tuple[str, str, int], at: dt.datetime = AT) -> pl.DataFram
             "paid_cents": [p for _, _, p in rows],
             "decided_at": [at] * len(rows),
         },
-        schema_overrides={"reason_codes": pl.List(pl.String)},
+        schema={
+            "case_id": pl.String,
+            "status": pl.String,
+            "reason_codes": pl.List(pl.String),
+            **dict.fromkeys(
+                ("allowed_cents", "deductible_cents", "coinsurance_cents", "paid_cents"),
+                pl.Int64,
+            ),
+            "decided_at": pl.Datetime("us", "UTC"),
+        },
     )
 
 
@@ -154,3 +170,27 @@ def test_a_shared_hash_falls_back_to_the_plain_sort(monkeypatch: pytest.MonkeyPa
     )
     assert dense_ranks(frame["provider_id"]) is None
     assert in_remit_order(frame)["provider_id"].to_list() == ["P1", "P2", "P3"]
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    st.integers(min_value=0, max_value=12),
+    st.integers(min_value=0, max_value=3),
+    st.booleans(),
+    st.randoms(use_true_random=False),
+)
+def test_side_by_side_is_the_join(
+    adjudicated: int, voids: int, shuffled: bool, random: Random
+) -> None:
+    """Lined up (the void rows last, without an adjudication) or in any other order,
+    each case gets its own adjudication: what a left join by case_id gives."""
+    case_ids = [f"C{n:02d}" for n in range(adjudicated + voids)]
+    cases = _cases(*case_ids)
+    rows = [(c, "APPROVED" if n % 2 else "DENIED", 100 * n) for n, c in enumerate(case_ids)]
+    decisions = rows[:adjudicated]
+    if shuffled:
+        random.shuffle(decisions)
+    adjudications = _decisions(*decisions)
+    decided = _with_adjudication(cases, adjudications)
+    joined = cases.join(adjudications, on="case_id", how="left")
+    assert decided.sort("case_id").equals(joined.sort("case_id"))
