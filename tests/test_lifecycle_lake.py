@@ -119,6 +119,11 @@ def test_a_void_and_a_replacement_through_the_log_and_the_catalog(
         ("R2", "7", "O2"),
         ("V1", "8", "O1"),
     ]
+    # Spec §11: batch b remits its adjudicated cases, the replacement R2 and N3 (one
+    # provider), not its void row V1 (VOIDED), nor the originals it voided (batch a's).
+    remitted = remit_cases(lake, b_id).select("case_id", "status", "paid_cents", "billed_cents")
+    assert remitted.rows() == [("N3", "APPROVED", 0, 20_000), ("R2", "APPROVED", 0, 5_000)]
+    assert remit_cases(lake, a_id).is_empty()
 
 
 def test_a_batch_that_voids_earlier_cases_records_as_many_decisions_as_rows_decided(

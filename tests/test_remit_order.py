@@ -25,6 +25,7 @@ from claimsflow.x12.write835 import dense_ranks, in_remit_order, remit_order
 from tests.hypothesis_support import examples
 
 UTC = dt.UTC
+NONE_LATER = pl.Series([], dtype=pl.String)
 AT = dt.datetime(2026, 11, 29, 20, 0, tzinfo=UTC)
 
 
@@ -114,18 +115,27 @@ def _decisions(*rows: tuple[str, str, int], at: dt.datetime = AT) -> pl.DataFram
 
 
 def test_lined_up_tables_are_put_side_by_side() -> None:
-    # C3 is a void row: last among the cases, without an adjudication.
+    # C3 is a void row: last among the cases, without an adjudication. Nothing later
+    # decides it, so nothing could remit it: it is left out.
     cases = _cases("C1", "C2", "C3")
-    decided = _with_adjudication(cases, _decisions(("C1", "APPROVED", 1000), ("C2", "DENIED", 0)))
+    adjudications = _decisions(("C1", "APPROVED", 1000), ("C2", "DENIED", 0))
+    decided = _with_adjudication(cases, adjudications, NONE_LATER)
+    assert decided["case_id"].to_list() == ["C1", "C2"]
+    assert decided["status"].to_list() == ["APPROVED", "DENIED"]
+    assert decided["billed_cents"].to_list() == [1000, 2000]
+    assert decided["paid_cents"].to_list() == [1000, 0]
+    # A later decision of C3 keeps it, with no adjudication of its own.
+    decided = _with_adjudication(cases, adjudications, pl.Series(["C3"]))
     assert decided["case_id"].to_list() == ["C1", "C2", "C3"]
     assert decided["status"].to_list() == ["APPROVED", "DENIED", None]
     assert decided["billed_cents"].to_list() == [1000, 2000, 3000]
-    assert decided["paid_cents"].to_list() == [1000, 0, None]
 
 
 def test_tables_in_other_orders_are_joined() -> None:
     cases = _cases("C1", "C2", "C3")
-    decided = _with_adjudication(cases, _decisions(("C3", "APPROVED", 300), ("C1", "DENIED", 0)))
+    decided = _with_adjudication(
+        cases, _decisions(("C3", "APPROVED", 300), ("C1", "DENIED", 0)), NONE_LATER
+    )
     assert decided["case_id"].to_list() == ["C1", "C2", "C3"]
     assert decided["status"].to_list() == ["DENIED", None, "APPROVED"]
     assert decided["paid_cents"].to_list() == [0, None, 300]
@@ -133,10 +143,6 @@ def test_tables_in_other_orders_are_joined() -> None:
 
 def test_a_later_decision_wins_and_only_remitted_cases_stay() -> None:
     cases = _cases("C2", "C1", "C3", "C4")
-    decided = _with_adjudication(
-        cases,
-        _decisions(("C2", "PENDED", 0), ("C1", "APPROVED", 1000), ("C3", "DENIED", 0)),
-    )
     # C2's review approves it (at the same instant: it still comes after); C3 is voided
     # by a correction an hour later; C4 (no adjudication) has none.
     again = pl.concat(
@@ -144,6 +150,11 @@ def test_a_later_decision_wins_and_only_remitted_cases_stay() -> None:
             _decisions(("C2", "APPROVED", 1500)),
             _decisions(("C3", "VOIDED", 0), at=AT + dt.timedelta(hours=1)),
         ]
+    )
+    decided = _with_adjudication(
+        cases,
+        _decisions(("C2", "PENDED", 0), ("C1", "APPROVED", 1000), ("C3", "DENIED", 0)),
+        again["case_id"],
     )
     remitted = _remitted_in_order(_later_decisions_win(decided, again))
     assert remitted.select("case_id", "status", "paid_cents", "billed_cents").rows() == [
@@ -177,13 +188,15 @@ def test_a_shared_hash_falls_back_to_the_plain_sort(monkeypatch: pytest.MonkeyPa
     st.integers(min_value=0, max_value=12),
     st.integers(min_value=0, max_value=3),
     st.booleans(),
+    st.booleans(),
     st.randoms(use_true_random=False),
 )
 def test_side_by_side_is_the_join(
-    adjudicated: int, voids: int, shuffled: bool, random: Random
+    adjudicated: int, voids: int, shuffled: bool, voids_decided_later: bool, random: Random
 ) -> None:
     """Lined up (the void rows last, without an adjudication) or in any other order,
-    each case gets its own adjudication: what a left join by case_id gives."""
+    each case that could be remitted (adjudicated, or decided later) gets its own
+    adjudication: what a left join by case_id gives."""
     case_ids = [f"C{n:02d}" for n in range(adjudicated + voids)]
     cases = _cases(*case_ids)
     rows = [(c, "APPROVED" if n % 2 else "DENIED", 100 * n) for n, c in enumerate(case_ids)]
@@ -191,6 +204,10 @@ def test_side_by_side_is_the_join(
     if shuffled:
         random.shuffle(decisions)
     adjudications = _decisions(*decisions)
-    decided = _with_adjudication(cases, adjudications)
+    later = pl.Series(case_ids[adjudicated:] if voids_decided_later else [], dtype=pl.String)
+    remittable = pl.col("status").is_not_null() | pl.col("case_id").is_in(later.implode())
+    decided = _with_adjudication(cases, adjudications, later)
     joined = cases.join(adjudications, on="case_id", how="left")
-    assert decided.sort("case_id").equals(joined.sort("case_id"))
+    assert (
+        decided.filter(remittable).sort("case_id").equals(joined.filter(remittable).sort("case_id"))
+    )

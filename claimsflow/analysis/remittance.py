@@ -116,28 +116,28 @@ def remit_cases(lake: Location, batch_id: str) -> pl.DataFrame:
     so only they are sorted, and a batch of 10M cases is never sorted by decided_at.
     """
     source = pl.col("decision_source")
-    decided = _with_adjudication(
-        _read_whole(
-            scan_batches(lake, "cases", [batch_id])
-            .filter(pl.col("batch_id") == batch_id)
-            .select(_CASE_COLUMNS)
-        ),
-        _read_whole(
-            scan_batches(lake, "decisions", [batch_id])
-            .filter(source.is_null() | (source == ADJUDICATION))
-            .select(_DECISION_COLUMNS)
-        ),
+    cases = _read_whole(
+        scan_batches(lake, "cases", [batch_id])
+        .filter(pl.col("batch_id") == batch_id)
+        .select(_CASE_COLUMNS)
     )
     decided_again = (
         scan_history(lake, "decisions")
         .filter(source.is_not_null() & (source != ADJUDICATION))
         .select(_DECISION_COLUMNS)
-        .join(decided.lazy().select("case_id"), on="case_id", how="semi")
+        .join(cases.lazy().select("case_id"), on="case_id", how="semi")
         .sort("decided_at", maintain_order=True)
         .group_by("case_id", maintain_order=True)
         .last()
         .collect()
     )
+    adjudications = _read_whole(
+        scan_batches(lake, "decisions", [batch_id])
+        .filter(source.is_null() | (source == ADJUDICATION))
+        .select(_DECISION_COLUMNS)
+    )
+    decided = _with_adjudication(cases, adjudications, decided_again.get_column("case_id"))
+    del cases, adjudications  # `decided` holds their columns
     return _remitted_in_order(_later_decisions_win(decided, decided_again))
 
 
@@ -155,9 +155,12 @@ def _remitted_in_order(latest: pl.DataFrame) -> pl.DataFrame:
     return latest[kept if order is None else kept.gather(order)]
 
 
-def _with_adjudication(cases: pl.DataFrame, adjudications: pl.DataFrame) -> pl.DataFrame:
+def _with_adjudication(
+    cases: pl.DataFrame, adjudications: pl.DataFrame, decided_later: pl.Series
+) -> pl.DataFrame:
     """Each case with its adjudication's columns (null for a case without one: a void
-    row, recorded VOIDED as a correction).
+    row, recorded VOIDED as a correction). A case without an adjudication is kept only
+    when `decided_later` names it: nothing else could remit it.
 
     The batch writes its decisions in its cases' order, the void rows last and without
     an adjudication; when the two tables line up so, they are put side by side, which
@@ -169,11 +172,11 @@ def _with_adjudication(cases: pl.DataFrame, adjudications: pl.DataFrame) -> pl.D
     if not lined_up:
         return cases.join(adjudications, on="case_id", how="left", maintain_order="left")
     decided = pl.concat([cases.head(adjudicated), adjudications.drop("case_id")], how="horizontal")
-    rest = cases.slice(adjudicated)
+    # Lined up, the rest have no adjudication (a batch's case ids are unique).
+    rest = cases.slice(adjudicated).filter(pl.col("case_id").is_in(decided_later.implode()))
     if rest.is_empty():
         return decided
-    undecided = rest.join(adjudications, on="case_id", how="left", maintain_order="left")
-    return pl.concat([decided, undecided], how="vertical", rechunk=True)
+    return pl.concat([decided, rest], how="diagonal", rechunk=True)
 
 
 def _later_decisions_win(decided: pl.DataFrame, decided_again: pl.DataFrame) -> pl.DataFrame:
