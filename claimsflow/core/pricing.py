@@ -101,14 +101,19 @@ def price(
     cases = decisions.drop(*PRICE_COLUMNS, strict=False).with_columns(
         allowed.alias("allowed_cents")
     )
+    # Collected here, with only what goes back to the cases: the query (which holds
+    # the sorted cases and their runs) is let go before the amounts are read back,
+    # the batch's peak (0.2 GiB less at 10M cases, issue 15).
     priced = (
         _with_balances(_in_pricing_order(cases, order), accumulated, cases["member_id"])
         .with_columns(deductible.alias("deductible_cents"))
         .with_columns(coinsurance.alias("coinsurance_cents"))
+        .select("_at", "deductible_cents", "coinsurance_cents", *BALANCE_COLUMNS)
+        .collect(engine=_ENGINE)
     )
     # Allowed and paid need no balance: they are worked out in the cases' order.
     return (
-        _read_back(cases, priced.collect(engine=_ENGINE))
+        _read_back(cases, priced)
         .with_columns(paid.alias("paid_cents"))
         .select(pl.exclude(PRICE_COLUMNS), *PRICE_COLUMNS)
     )
