@@ -236,3 +236,34 @@ def test_the_valid_cases_come_in_one_piece_whatever_pieces_the_batch_was_read_in
 
     assert validated.cases["case_id"].to_list() == ["A1", "A3", "A4", "A5"]
     assert {validated.cases[c].n_chunks() for c in validated.cases.columns} == {1}
+
+
+def test_a_batch_given_up_to_validation_gives_the_same_cases_and_is_left_empty() -> None:
+    # release_raw takes the text columns out of the batch as validation is done with
+    # them (issue 15): the same valid cases, in the same order (the void row B4 last),
+    # the same rejections, and nothing left in the text frame. A2 is rejected (no
+    # member_id); B4 voids the earlier case E1.
+    rows = [
+        case("A1") | {"claim_frequency": "", "original_case_id": ""},
+        case("A2", member="") | {"claim_frequency": "", "original_case_id": ""},
+        case("B4", member="M2") | {"claim_frequency": "8", "original_case_id": "E1"},
+        case("A3", provider="P2") | {"claim_frequency": "1", "original_case_id": ""},
+    ]
+    whole = text_batch(rows)
+    decided = pl.DataFrame({"case_id": ["E1"], "status": ["APPROVED"]})
+
+    def pieces() -> pl.DataFrame:
+        return pl.concat([whole.slice(0, 2), whole.slice(2)], rechunk=False)
+
+    kept = validate_batch(pieces(), decided)
+    given_up = pieces()
+    released = validate_batch(given_up, decided, release_raw=True)
+
+    assert released.cases["case_id"].to_list() == ["A1", "A3", "B4"]
+    assert released.cases["member_id"].to_list() == ["M1", "M1", "M2"]
+    assert released.cases["provider_id"].to_list() == ["P1", "P2", "P1"]
+    assert released.cases["row_number"].to_list() == [1, 4, 3]
+    assert released.cases.equals(kept.cases)
+    assert released.rejections.equals(kept.rejections)
+    assert released.rejections["case_id"].to_list() == ["A2"]
+    assert given_up.width == 0

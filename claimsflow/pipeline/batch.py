@@ -180,21 +180,22 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
     identity = replace(opened, read=_unread, keep_verbatim=None)
     del opened
     step("validating", batch=identity.source, rows=raw.height)
+    rows_in = raw.height
     history = LakeHistory(run.lake)
-    validated = validate_batch(raw, history.decided_among(named_case_ids(raw)))
-    prepared = PreparedBatch(
+    decided = history.decided_among(named_case_ids(raw))
+    # The text frame is not needed past validation either: validation takes its
+    # columns out as it goes, before the batch is decided.
+    validated = validate_batch(raw, decided, release_raw=True)
+    del raw
+    return PreparedBatch(
         identity.batch_id,
         identity.source,
         identity.source_kind,
-        raw.height,
+        rows_in,
         validated,
         started,
         identity.seq_range,
     )
-    # The text frame is not needed past validation either: let it go before the batch
-    # is decided.
-    del raw
-    return prepared
 
 
 def decide_prepared(prepared: PreparedBatch, run: RunContext) -> BatchDecision:
