@@ -48,7 +48,7 @@ typecheck: install
 # Every test, with the coverage gate (fail_under in pyproject.toml); the 15 slowest
 # are listed, to keep the suite within its ten minutes.
 unit: install
-	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=15 --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15 --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
 test: lint unit
 

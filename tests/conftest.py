@@ -30,7 +30,7 @@ from tests.prefect_support import running_server
 RULESET_V1 = RULES_DIR / "claims-standard-v1.yaml"
 #: The modules that take longest, longest first (measured with `--durations=0`; see
 #: docs/architecture.md, "The test suite"). `make unit` runs two xdist workers
-#: (`-n 2 --dist loadgroup`), a module per group; handing out the longest modules first
+#: (`-n 2 --dist loadfile`), a module at a time; handing out the longest modules first
 #: keeps one worker from starting a long one when the other is nearly done.
 LONGEST_FIRST = (
     "tests/test_prefect_serve.py",
@@ -45,17 +45,17 @@ LONGEST_FIRST = (
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `pytest -n 2 --dist loadgroup` (make unit), which runs each xdist group in
-    one worker: every test is grouped with its module, so that a module's fixtures are
-    built in one worker, and the longest modules are handed out first. Each worker
-    starts its own session Prefect server (`prefect_server`) when a test first needs it.
-    Tests marked with an xdist group of their own keep it."""
-    if config.getoption("dist", "no") != "loadgroup":
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_module(item)))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest modules first. Under `pytest -n 2 --dist loadfile` (make unit) each
+    module runs whole in one worker, so that its fixtures (a generated world, a run of
+    the real command) are built once, and xdist hands the modules out in this order.
+
+    Not `--dist loadgroup` with a group per module: with pytest 9.2, xdist 3.8's
+    groups silently do nothing (it renames the tests' node ids, which pytest no
+    longer reads back: pytest-dev/pytest-xdist#1386), and a module's tests were
+    spread over both workers, each building the module's fixtures (test_cli's ~40 s
+    run of commands, twice). The order is the same in every worker, as xdist
+    requires: it is sorted here, where collection happens."""
     rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(_module(item), len(rank)))
 
