@@ -186,6 +186,10 @@ def test_incremental_pulls(make_staging: StagingFactory, make_run: RunFactory, l
     assert increment.raw["billed_amount"].to_list() == ["80.00"] * 3
     assert increment.raw["units"].to_list() == ["1", "0", "1"]
     outcome = process_batch(increment, run1)
+    # Validation takes the columns out of the frame it is given: not the increment's
+    # own, which a retried task would read again.
+    assert increment.raw["case_id"].to_list() == ["S1", "S2", "S3"]
+    assert increment.raw["units"].to_list() == ["1", "0", "1"]
     first_id = outcome.batch_id
     assert first_id == sql_batch_id(label, (1, 3))
     assert (outcome.status, outcome.rows_in, outcome.rows_decided, outcome.rows_rejected) == (

@@ -138,7 +138,10 @@ def _open(source: BatchSource) -> _Opened:
         def read_pull() -> pl.DataFrame:
             if increment.problem is not None:
                 raise UnreadableBatch(increment.problem)
-            return increment.raw
+            # A copy of the frame (its columns are shared, not copied): validation
+            # takes the columns out of what it is given, and the increment itself
+            # must stay whole for a retried task.
+            return increment.raw.clone()
 
         return _Opened(
             sql_batch_id(increment.source, increment.seq_range),
