@@ -89,7 +89,8 @@ def _packed(rules: list[Rule]) -> pl.Expr:
     term at once, an Int64 column each (1.3 GiB for 13 rules at 10M cases, the
     batch's peak, issue 15); the chain holds the running sum and one term.
     """
-    packed = pl.lit(0, dtype=pl.Int64)
+    # Zeros as long as the frame (a bare literal would be one row).
+    packed = pl.int_range(pl.len(), dtype=pl.Int64) * 0
     for i, rule in enumerate(rules):
         packed = packed + pl.col(hit_column(rule)).cast(pl.Int64) * (1 << i)
     return packed
