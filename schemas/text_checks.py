@@ -33,8 +33,8 @@ def cents(expr: pl.Expr) -> pl.Expr:
     text is read as a decimal of scale 2 (exact), whose value in cents is whole.
     More than 13 significant integer digits do not fit its precision of 15: null,
     as an invalid amount. A third of the time of slicing the text into its whole
-    and fractional digits (issue 15); tests/test_fast_paths.py checks both against
-    a plain-Python oracle.
+    and fractional digits (issue 15); tests/test_fast_paths.py checks it against a
+    plain-Python oracle.
     """
     return pl.when(expr.str.contains(DECIMAL_2DP)).then(
         (expr.cast(pl.Decimal(15, 2), strict=False) * 100).cast(pl.Int64, strict=False)
