@@ -120,8 +120,8 @@ def decide(
 def decide_cases(
     cases: pl.DataFrame, reference: Reference, ruleset: RuleSet, history: BatchHistory
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Priced decisions and rule hits of cases to adjudicate, given what earlier
-    batches decided (after this batch's voids).
+    """Priced decisions (`DECISION_COLUMNS`) and rule hits of cases to adjudicate,
+    given what earlier batches decided (after this batch's voids).
 
     All the state it reads is per member (coverage, duplicate keys, accumulators), so
     it gives the same answer on the whole batch as on any split of it by member with
@@ -136,10 +136,13 @@ def decide_cases(
     # issue 15).
     adjudicated = adjudicated.select(c for c in adjudicated.columns if c in _PRICED_FROM)
     decisions = price(adjudicated, history.accumulated)
+    # What a decision records, not the case columns pricing read: a partitioned run
+    # writes each part's decisions and reads them all back beside the whole batch
+    # (the Dask coordinator's peak, 0.4 GiB less at 10M cases, issue 15).
     return decisions.with_columns(
         pl.lit(ADJUDICATION).alias("decision_source"),
         pl.lit(None, dtype=pl.String).alias("decided_by"),
-    ), hits
+    ).select(DECISION_COLUMNS), hits
 
 
 #: What pricing reads (`price`'s documented inputs, the member key the context built)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import polars as pl
 
-from claimsflow.core.decide import DECISION_COLUMNS, BatchDecision, decide, decide_cases
+from claimsflow.core.decide import BatchDecision, decide, decide_cases
 from claimsflow.core.history import BatchHistory
 from claimsflow.core.reference import Reference
 from claimsflow.core.rules.ruleset import RuleSet
@@ -150,10 +150,6 @@ def decide_partition(folder: Path, ruleset: RuleSet) -> PartitionResult:
     reference = Reference(inputs["members"], inputs["providers"], inputs["fee_schedule"])
     history = BatchHistory(prior_claims=inputs["prior_claims"], accumulated=inputs["accumulated"])
     decisions, rule_hits = decide_cases(inputs["cases"], reference, ruleset, history)
-    # What a decision records, not the case columns pricing read: the coordinator
-    # reads every part's decisions back beside the whole batch (its peak; 0.4 GiB
-    # less at 10M cases, issue 15).
-    decisions = decisions.select(DECISION_COLUMNS)
     crash_point("in-partition")
     # Written aside and renamed: a retried part (its worker died) never leaves a
     # half-written output for the combining step to read.
