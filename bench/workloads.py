@@ -145,10 +145,10 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
     from claimsflow.core.reference import load_reference
     from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
     from claimsflow.lake import eventlog
-    from claimsflow.pipeline.batch import PreparedBatch, RunContext, process_batch
+    from claimsflow.pipeline.batch import RunContext, process_batch
     from claimsflow.pipeline.partitioning import (
         PartitionResult,
-        decide_in_partitions,
+        conclude_in_partitions,
         decide_partition,
     )
 
@@ -175,12 +175,9 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
             futures = client.map(decide_partition, folders, ruleset=rules, pure=False)
             return list(client.gather(futures))
 
-        def decide(prepared: PreparedBatch) -> Any:
-            return decide_in_partitions(prepared, run, workers, run_parts)
-
         rss_before = rss_bytes()
         timer = Timer()
-        outcome = process_batch(Path(batch), run, decide)
+        outcome = process_batch(Path(batch), run, conclude_in_partitions(run, workers, run_parts))
         measured = timer.read()
         worker_peaks = client.run(rss_bytes)
     return measured | {
@@ -208,7 +205,7 @@ def stages(batch: str, reference: str, lake: str) -> Result:
     from claimsflow.core.validation import validate_batch
     from claimsflow.ingest.reading import read_batch_bytes
     from claimsflow.lake import eventlog
-    from claimsflow.pipeline.batch import batch_events, batch_id_of_bytes
+    from claimsflow.pipeline.batch import DecidedBatch, batch_events, batch_id_of_bytes
 
     reference_data = load_reference(Path(reference))
     ruleset = load_ruleset(RULESET_V1)
@@ -239,7 +236,7 @@ def stages(batch: str, reference: str, lake: str) -> Result:
         raw.height, validated.cases, priced, adjudication.rule_hits, validated.rejections
     )
     tables = batch_events(
-        decision,
+        DecidedBatch.of(decision),
         batch_id=batch_id,
         source=Path(batch).name,
         source_kind="file",

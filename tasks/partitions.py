@@ -27,18 +27,24 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from claimsflow.core.decide import BatchDecision
 from claimsflow.core.rules.ruleset import RuleSet
 from claimsflow.ingest.inbox import InboxFileUnavailable, NotRead
 from claimsflow.ingest.sql_source import SqlIncrement
 from claimsflow.pipeline import batch as pipeline
-from claimsflow.pipeline.batch import BatchOutcome, BatchSource, PreparedBatch, RunContext
+from claimsflow.pipeline.batch import (
+    BatchOutcome,
+    BatchSource,
+    DecidedBatch,
+    PreparedBatch,
+    RunContext,
+)
 from claimsflow.pipeline.partitioning import (
     PartitionResult,
     RunParts,
     check_partitionable,
     decide_in_partitions,
     decide_partition,
+    parts_folder,
 )
 from claimsflow.pipeline.run import ProcessBatch
 from claimsflow.text import shown_name
@@ -165,8 +171,8 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
 
 
 @task(name="record-batch", cache_policy=NONE, task_run_name="record-{prepared.source}")
-def record_batch(prepared: PreparedBatch, decision: BatchDecision, run: RunContext) -> BatchOutcome:
-    return pipeline.record_prepared(prepared, decision, run)
+def record_batch(prepared: PreparedBatch, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
+    return pipeline.record_decided(prepared, decided, run)
 
 
 def adjudicate_in_partitions(
@@ -179,16 +185,19 @@ def adjudicate_in_partitions(
     if isinstance(prepared, BatchOutcome):
         log_outcome(prepared)
         return prepared
-    started = time.perf_counter()
-    decision = decide_in_partitions(prepared, run, execution.partitions, parts_on(runner))
-    get_run_logger().info(
-        "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
-        shown_name(prepared.source),
-        decision.cases.height,
-        execution.partitions,
-        time.perf_counter() - started,
-    )
-    outcome = record_batch(prepared, decision, run)
+    # The parts' folders hold their outputs until the batch's tables are written from
+    # them (the coordinator never reads them all back, issue 15).
+    with parts_folder(run, prepared) as work:
+        started = time.perf_counter()
+        decided = decide_in_partitions(prepared, run, execution.partitions, parts_on(runner), work)
+        get_run_logger().info(
+            "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
+            shown_name(prepared.source),
+            decided.cases.height,
+            execution.partitions,
+            time.perf_counter() - started,
+        )
+        outcome = record_batch(prepared, decided, run)
     log_outcome(outcome)
     return outcome
 

@@ -21,8 +21,7 @@ from claimsflow.ingest.inbox import discover_inbox
 from claimsflow.lake import eventlog
 from claimsflow.pipeline.batch import (
     BatchOutcome,
-    Decide,
-    PreparedBatch,
+    Conclude,
     RunContext,
     process_batch,
 )
@@ -31,7 +30,7 @@ from claimsflow.pipeline.partitioning import (
     PartitioningError,
     PartitionResult,
     check_partitionable,
-    decide_in_partitions,
+    conclude_in_partitions,
     decide_parts_here,
     partition_of,
     split_cases,
@@ -44,8 +43,8 @@ from tests.hypothesis_support import examples
 EVENT_TABLES = ("batch", "cases", "decisions", "rule_hits", "rejections")
 
 
-def in_parts(run: RunContext, partitions: int) -> Decide:
-    return lambda prepared: decide_in_partitions(prepared, run, partitions, decide_parts_here)
+def in_parts(run: RunContext, partitions: int) -> Conclude:
+    return conclude_in_partitions(run, partitions, decide_parts_here)
 
 
 def test_each_member_lands_in_one_part_and_parts_keep_batch_order() -> None:
@@ -168,7 +167,7 @@ def test_a_batch_with_no_valid_case_is_recorded_without_parts(
         calls.append(folders)
         return decide_parts_here(folders, ruleset)
 
-    outcome = process_batch(inbox / "bad.csv", run, lambda p: decide_in_partitions(p, run, 4, spy))
+    outcome = process_batch(inbox / "bad.csv", run, conclude_in_partitions(run, 4, spy))
 
     assert (outcome.rows_in, outcome.rows_decided, outcome.rows_rejected) == (2, 0, 2)
     assert calls == []
@@ -181,12 +180,10 @@ def test_parts_that_decide_too_few_cases_fail_the_batch(inbox: Path, make_run: R
     def loses_a_part(folders: list[Path], ruleset: RuleSet) -> list[PartitionResult]:
         return decide_parts_here(folders, ruleset)[:-1]
 
-    def decide(prepared: PreparedBatch) -> object:
-        return decide_in_partitions(prepared, run, 8, loses_a_part)
-
     with pytest.raises(PartitioningError, match="decided 1 of 2"):
-        process_batch(inbox / "b.csv", run, decide)  # type: ignore[arg-type]
+        process_batch(inbox / "b.csv", run, conclude_in_partitions(run, 8, loses_a_part))
     assert not eventlog.batch_recorded(run.lake, _only_batch_id(inbox / "b.csv"))
+    assert list(eventlog.staging_dir(run.lake).iterdir()) == []
 
 
 def _only_batch_id(path: Path) -> str:
@@ -199,7 +196,7 @@ def _run_lake(
     inbox: Path,
     reference: Path,
     lake: Path,
-    decide_for: Callable[[RunContext], Decide | None],
+    decide_for: Callable[[RunContext], Conclude | None],
 ) -> list[BatchOutcome]:
     ruleset = load_ruleset(RULES_DIR / "claims-standard-v1.yaml")
     run = RunContext(
@@ -243,7 +240,7 @@ def test_any_split_gives_the_one_piece_event_log(
     def whole(run: RunContext) -> None:
         return None  # the one-piece run
 
-    def parts(run: RunContext) -> Decide:
+    def parts(run: RunContext) -> Conclude:
         return in_parts(run, partitions)
 
     for lake in lakes.values():

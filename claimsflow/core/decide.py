@@ -11,7 +11,6 @@ VOIDED under its own case_id.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -25,10 +24,6 @@ from claimsflow.core.rules.ruleset import RuleSet
 from claimsflow.core.validation import CORRECTIONS, ValidatedBatch
 from claimsflow.vocabulary import ADJUDICATION, CORRECTION, ROW_NUMBER, VOIDED
 from schemas.case_batch import VOID
-
-#: Adjudicates and prices cases given their history: `decide_cases` in one piece, or
-#: the partitioned executor's split by member (claimsflow/pipeline/partitioning.py).
-AdjudicateCases = Callable[[pl.DataFrame, "BatchHistory"], tuple[pl.DataFrame, pl.DataFrame]]
 
 #: What a decision says (spec §7 `decisions`, less the batch's stamps), with the row's
 #: row_number: the terms it was priced on, not the rest of the rule context.
@@ -76,44 +71,59 @@ def decide(
     reference: Reference,
     ruleset: RuleSet,
     history: BatchHistory,
-    *,
-    adjudicate_cases: AdjudicateCases | None = None,
 ) -> BatchDecision:
     """Decide and price the valid cases of one batch (spec §4, §5, §9).
 
-    `adjudicate_cases` decides the cases that are adjudicated (all but the voids),
-    by default `decide_cases` in one piece.
-
     The decisions are the VOIDED originals (in the order of the rows correcting
-    them), the adjudicated cases' as `adjudicate_cases` returns them (file order in
-    one piece; part after part when partitioned), then the void rows'. A case's place
+    them), the adjudicated cases' in file order, then the void rows'. A case's place
     among its batch's decisions means nothing (`row_number` keeps the file's order):
-    merging the void rows into their places, or the parts into file order, cost
-    seconds and gigabytes at 10M cases (issues 15, 16).
+    merging the void rows into their places cost seconds and gigabytes at 10M cases
+    (issues 15, 16).
     """
-    cases = validated.cases
-    corrections = corrections_in(cases)
-    seen = history.after_voids(corrections["case_id"])
-    to_adjudicate, voids = split_voids(cases)
-    if adjudicate_cases is None:
-        adjudicated, hits = decide_cases(to_adjudicate, reference, ruleset, seen)
-    else:
-        adjudicated, hits = adjudicate_cases(to_adjudicate, seen)
-    del to_adjudicate
+    settled = settle_corrections(validated.cases, history)
+    adjudicated, hits = decide_cases(settled.to_adjudicate, reference, ruleset, settled.history)
     decisions = pl.concat(
-        [
-            voided_originals(corrections),
-            adjudicated.select(DECISION_COLUMNS),
-            void_decisions(voids),
-        ],
+        [voided_originals(settled.corrections), adjudicated, void_decisions(settled.voids)],
         how="diagonal_relaxed",
     )
     return BatchDecision(
         rows_in=rows_in,
-        cases=cases,
+        cases=validated.cases,
         decisions=decisions,
         rule_hits=hits,
         rejections=validated.rejections,
+    )
+
+
+@dataclass(frozen=True)
+class SettledCorrections:
+    """Spec §9 settled on the whole batch, before any case is adjudicated.
+
+    corrections: the originals the batch's correction rows void (`case_id`), each with
+        the row voiding it (`decided_by`), in file order.
+    history: what earlier batches decided, once those originals are VOIDED.
+    to_adjudicate: every valid case but the void rows (adjudicated and priced, §4, §5).
+    voids: the void rows (recorded VOIDED, never adjudicated).
+    """
+
+    corrections: pl.DataFrame
+    history: BatchHistory
+    to_adjudicate: pl.DataFrame
+    voids: pl.DataFrame
+
+
+def settle_corrections(cases: pl.DataFrame, history: BatchHistory) -> SettledCorrections:
+    """Spec §9, first in batch order: each valid correction row voids its original,
+    which gives the original's deductible and out-of-pocket back and releases its
+    duplicate key, before the batch's cases are adjudicated (in one piece, or in
+    parts by member: claimsflow/pipeline/partitioning.py)."""
+    corrections = corrections_in(cases)
+    to_adjudicate, voids = split_voids(cases)
+    return SettledCorrections(
+        corrections=corrections,
+        history=history.after_voids(corrections["case_id"]),
+        to_adjudicate=to_adjudicate,
+        voids=voids,
     )
 
 

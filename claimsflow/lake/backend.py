@@ -11,7 +11,7 @@ catalog, a clear error), and no folder or object is created by a read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from claimsflow.lake.folder import FolderLake
-from claimsflow.lake.layout import LogSize
+from claimsflow.lake.layout import LogSize, Table
 from claimsflow.lake.objectstore import ObjectStoreLake
 from claimsflow.lake.storage import Location, RemoteLocation
 
@@ -81,9 +81,7 @@ class Lake(Protocol):
 
     def clean_staging(self) -> int: ...
 
-    def publish(
-        self, name: str, tables: dict[str, pl.DataFrame], *, missing_ok: bool
-    ) -> Location: ...
+    def publish(self, name: str, tables: Mapping[str, Table], *, missing_ok: bool) -> Location: ...
 
     def record_skip(self, run_id: str, batch_id: str, record: pl.DataFrame) -> Location: ...
 

@@ -14,7 +14,7 @@ creates one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -33,6 +33,7 @@ from claimsflow.lake.layout import (
     ZSTD_LEVEL,
     BatchAlreadyRecorded,
     LogSize,
+    Table,
     conform,
 )
 from claimsflow.lake.storage import Location
@@ -48,6 +49,7 @@ __all__ = [
     "BatchAlreadyRecorded",
     "HistorySnapshot",
     "LogSize",
+    "Table",
     "batch_recorded",
     "batches_dir",
     "clean_staging",
@@ -113,7 +115,7 @@ def has_event_log(lake: Location) -> bool:
     return lake_at(lake).has_event_log()
 
 
-def record_batch(lake: L, batch_id: str, tables: dict[str, pl.DataFrame]) -> L:
+def record_batch(lake: L, batch_id: str, tables: Mapping[str, Table]) -> L:
     """Write one batch's event tables and make them visible at once."""
     unknown = set(tables) - set(BATCH_TABLES)
     if unknown:

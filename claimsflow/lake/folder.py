@@ -17,7 +17,7 @@ import itertools
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from claimsflow.lake.layout import (
     ZSTD_LEVEL,
     BatchAlreadyRecorded,
     LogSize,
+    Table,
     empty_scan,
     empty_tables,
     quarantine_reason,
@@ -176,7 +177,7 @@ class FolderLake:
             removed += 1
         return removed
 
-    def publish(self, name: str, tables: dict[str, pl.DataFrame], *, missing_ok: bool) -> Path:
+    def publish(self, name: str, tables: Mapping[str, Table], *, missing_ok: bool) -> Path:
         target = self.batches_dir / name
         aside = self.staging_dir / f"{name}.{uuid.uuid4().hex}"
         aside.mkdir(parents=True)

@@ -19,7 +19,7 @@ Layout under the lake (docs/reliability.md, docs/object-storage.md):
 from __future__ import annotations
 
 import io
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, overload
 
 import polars as pl
 
@@ -138,10 +138,20 @@ class BatchAlreadyRecorded(Exception):
     """Another run recorded this batch id first."""
 
 
-def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+#: An event table as it is written: in memory, or read from files while it is written
+#: (a partitioned batch's decisions: claimsflow/pipeline/partitioning.py).
+Table = pl.DataFrame | pl.LazyFrame
+
+
+@overload
+def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame: ...
+@overload
+def conform(table: str, frame: pl.LazyFrame) -> pl.LazyFrame: ...
+def conform(table: str, frame: Table) -> Table:
     """The frame with exactly the table's columns, in order and of its types."""
     schema = TABLE_SCHEMAS[table]
-    missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in frame.columns]
+    present = frame.collect_schema().names()
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in present]
     return frame.with_columns(missing).select(pl.col(c).cast(t) for c, t in schema.items())
 
 
@@ -159,8 +169,9 @@ def quarantine_reason(name: str, reason: str) -> str:
     return f"{name}: {reason}\n"
 
 
-def parquet_bytes(frame: pl.DataFrame) -> bytes:
+def parquet_bytes(table: Table) -> bytes:
     """A table as one Parquet object's bytes (an object store takes an object whole)."""
+    frame = table.collect() if isinstance(table, pl.LazyFrame) else table
     buffer = io.BytesIO()
     frame.write_parquet(
         buffer,

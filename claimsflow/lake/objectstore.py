@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -39,6 +39,7 @@ from claimsflow.lake.layout import (
     TABLE_SCHEMAS,
     BatchAlreadyRecorded,
     LogSize,
+    Table,
     empty_scan,
     empty_tables,
     parquet_bytes,
@@ -199,7 +200,7 @@ class ObjectStoreLake:
         return removed
 
     def publish(
-        self, name: str, tables: dict[str, pl.DataFrame], *, missing_ok: bool
+        self, name: str, tables: Mapping[str, Table], *, missing_ok: bool
     ) -> RemoteLocation:
         fs = self.remote.fs
         folder = self.remote / BATCHES[0] / BATCHES[1] / name

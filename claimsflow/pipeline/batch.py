@@ -34,6 +34,7 @@ from claimsflow.ingest.inbox import read_inbox_file
 from claimsflow.ingest.reading import UnreadableBatch, batch_format, read_batch_bytes
 from claimsflow.ingest.sql_source import SqlIncrement
 from claimsflow.lake import eventlog
+from claimsflow.lake.eventlog import Table
 from claimsflow.lake.history import LakeHistory
 from claimsflow.lake.storage import Location
 from claimsflow.progress import step
@@ -82,7 +83,49 @@ class PreparedBatch:
     seq_range: tuple[int, int] | None = None
 
 
-Decide = Callable[[PreparedBatch], BatchDecision]
+#: Decides a prepared batch and records it. In one piece by default (`decide_prepared`,
+#: then `record_prepared`); the partitioned executors decide it in parts and record
+#: the parts' outputs from their files (claimsflow/pipeline/partitioning.py).
+Conclude = Callable[[PreparedBatch], "BatchOutcome"]
+
+
+@dataclass(frozen=True)
+class DecidedBatch:
+    """What a decided batch appends to the log (`batch_events`), and its tally.
+
+    `decisions` and `rule_hits` are `BatchDecision`'s, or, for a batch decided in
+    parts, read from the parts' files as the log is written: the coordinator then
+    never holds every part's outputs at once (issue 15).
+    """
+
+    rows_in: int
+    cases: pl.DataFrame
+    decisions: Table
+    rule_hits: Table
+    rejections: pl.DataFrame
+    #: Earlier cases the batch's corrections voided (their decisions come first).
+    voided_originals: int
+    #: The batch's own decisions (not the voided originals') by status.
+    by_status: dict[str, int]
+
+    @classmethod
+    def of(cls, decision: BatchDecision) -> DecidedBatch:
+        own = decision.decisions.slice(decision.voided_originals)
+        return cls(
+            rows_in=decision.rows_in,
+            cases=decision.cases,
+            decisions=decision.decisions,
+            rule_hits=decision.rule_hits,
+            rejections=decision.rejections,
+            voided_originals=decision.voided_originals,
+            by_status=status_counts(own.lazy()),
+        )
+
+
+def status_counts(decisions: pl.LazyFrame) -> dict[str, int]:
+    """How many of `decisions` have each status."""
+    counts = decisions.group_by("status").len().collect()
+    return {str(status): int(n) for status, n in counts.iter_rows()}
 
 
 def decide_batch(
@@ -209,28 +252,34 @@ def decide_prepared(prepared: PreparedBatch, run: RunContext) -> BatchDecision:
 
 
 def process_batch(
-    source: BatchSource, run: RunContext, decide_with: Decide | None = None
+    source: BatchSource, run: RunContext, conclude: Conclude | None = None
 ) -> BatchOutcome:
     """Read, decide and record one batch.
 
-    `decide_with` decides the validated batch; by default in this process, in one
-    piece (the partitioned executors pass their own, see tasks/partitions.py).
+    `conclude` decides and records the validated batch; by default in this process,
+    in one piece (the partitioned executors pass their own: tasks/partitions.py).
     """
     prepared = prepare_batch(source, run)
     if isinstance(prepared, BatchOutcome):
         return prepared
-    decision = decide_with(prepared) if decide_with else decide_prepared(prepared, run)
-    return record_prepared(prepared, decision, run)
+    if conclude is not None:
+        return conclude(prepared)
+    return record_prepared(prepared, decide_prepared(prepared, run), run)
 
 
 def record_prepared(
     prepared: PreparedBatch, decision: BatchDecision, run: RunContext
 ) -> BatchOutcome:
+    """Append a batch decided in one piece to the event log, all of it at once."""
+    return record_decided(prepared, DecidedBatch.of(decision), run)
+
+
+def record_decided(prepared: PreparedBatch, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
     """Append a decided batch to the event log, all of it at once."""
-    step("recording", batch=prepared.source, rows=decision.cases.height)
+    step("recording", batch=prepared.source, rows=decided.cases.height)
     crash_point("after-validation")
     tables = batch_events(
-        decision,
+        decided,
         batch_id=prepared.batch_id,
         source=prepared.source,
         source_kind=prepared.source_kind,
@@ -244,23 +293,21 @@ def record_prepared(
     except eventlog.BatchAlreadyRecorded:
         return _skip(run, _identity(prepared), prepared.started)
     crash_point("after-publish")
-    own = decision.decisions.slice(decision.voided_originals)
-    counts = dict(own["status"].value_counts().iter_rows())
     return BatchOutcome(
         prepared.batch_id,
         prepared.source,
         PROCESSED,
-        rows_in=decision.rows_in,
-        rows_decided=decision.cases.height,
-        rows_rejected=decision.rejections.height,
+        rows_in=decided.rows_in,
+        rows_decided=decided.cases.height,
+        rows_rejected=decided.rejections.height,
         seconds=time.perf_counter() - prepared.started,
-        by_status={str(k): int(v) for k, v in counts.items()},
-        voided_originals=decision.voided_originals,
+        by_status=decided.by_status,
+        voided_originals=decided.voided_originals,
     )
 
 
 def batch_events(
-    decision: BatchDecision,
+    decision: DecidedBatch,
     *,
     batch_id: str,
     source: str,
@@ -269,7 +316,7 @@ def batch_events(
     run_id: str,
     now: dt.datetime,
     seq_range: tuple[int, int] | None = None,
-) -> dict[str, pl.DataFrame]:
+) -> dict[str, Table]:
     """The event-log rows one decided batch appends."""
     stamp = pl.lit(now, dtype=eventlog.UTC_TS)
     ident = [pl.lit(batch_id).alias("batch_id")]

@@ -5,15 +5,18 @@ duplicate keys (which include member_id), deductible accumulators. So once the
 whole batch is validated (that needs all of it: repeated case_ids), its valid
 cases can be split by a hash of member_id and each part decided by the same pure
 function (`claimsflow.core.decide.decide_cases`) on its own members' reference
-rows and history. Corrections (spec §9) are settled on the whole batch first, by
-`decide`, which hands only the cases to adjudicate to the parts. The parts'
-outputs, part after part, are exactly the decisions and rule hits of the one-piece
-run, in another order: a case's place among its batch's rows in the log means
-nothing (`row_number` keeps the file's order), and putting 10M decisions back in
-file order cost the coordinator 8 s and 3.8 GB more at 10M cases (issue 15).
+rows and history. Corrections (spec §9) are settled on the whole batch first
+(`settle_corrections`), and only the cases to adjudicate go to the parts. The
+parts' outputs, part after part, are exactly the decisions and rule hits of the
+one-piece run, in another order: a case's place among its batch's rows in the log
+means nothing (`row_number` keeps the file's order), and putting 10M decisions back
+in file order cost the coordinator 8 s and 3.8 GB more at 10M cases (issue 15).
 
 The parts travel as Parquet folders (inputs and outputs), never as pickled
-frames: a Dask worker gets a path and returns a small `PartitionResult`.
+frames: a Dask worker gets a path and returns a small `PartitionResult`. Their
+outputs go from their files into the batch's event tables as the log is written
+(`record_decided` with lazy tables): the coordinator never reads them all back into
+memory.
 
     <work>/part-00000/cases.parquet         the part's valid cases, in file order
                       members.parquet       reference rows of the part's members
@@ -31,19 +34,33 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from claimsflow.core.decide import BatchDecision, decide, decide_cases
+from claimsflow.core.decide import (
+    decide_cases,
+    settle_corrections,
+    void_decisions,
+    voided_originals,
+)
 from claimsflow.core.history import BatchHistory
 from claimsflow.core.reference import Reference
 from claimsflow.core.rules.ruleset import RuleSet
 from claimsflow.faults import crash_point
 from claimsflow.lake import eventlog
 from claimsflow.lake.history import LakeHistory
-from claimsflow.pipeline.batch import PreparedBatch, RunContext
+from claimsflow.pipeline.batch import (
+    BatchOutcome,
+    Conclude,
+    DecidedBatch,
+    PreparedBatch,
+    RunContext,
+    record_decided,
+    status_counts,
+)
 
 PARTITION = "_partition"
 INPUT_TABLES = ("cases", "members", "providers", "fee_schedule", "prior_claims", "accumulated")
@@ -160,20 +177,16 @@ def decide_partition(folder: Path, ruleset: RuleSet) -> PartitionResult:
     return PartitionResult(str(folder), inputs["cases"].height, decisions.height)
 
 
-def combine_partitions(
-    cases: pl.DataFrame, results: list[PartitionResult]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The decisions and rule hits of `cases` from their parts' outputs, part after
-    part."""
-    decided = sum(r.decided for r in results)
-    if decided != cases.height:
-        raise PartitioningError(f"parts decided {decided} of {cases.height} case(s)")
-    decisions, rule_hits = (
-        # glob=False: the folders are under the lake, whose path may hold glob characters.
-        pl.scan_parquet([Path(r.folder) / f"{name}.parquet" for r in results], glob=False).collect()
-        for name in OUTPUT_TABLES
-    )
-    return decisions, rule_hits
+@contextmanager
+def parts_folder(run: RunContext, prepared: PreparedBatch) -> Iterator[Path]:
+    """Where a batch's parts are written, decided and read back from: in the lake's
+    staging area, and removed once the batch is recorded or given up. A run that dies
+    first leaves it to the next run's clean-up; nothing is recorded until then."""
+    work = eventlog.staging_dir(run.lake) / f"parts-{prepared.batch_id[:16]}-{uuid.uuid4().hex}"
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def decide_in_partitions(
@@ -181,32 +194,67 @@ def decide_in_partitions(
     run: RunContext,
     partitions: int,
     run_parts: RunParts,
-) -> BatchDecision:
-    """Decide a validated batch in parts: write them, have `run_parts` decide each
-    (in this process, on threads or on a Dask cluster), put the outputs together.
+    work: Path,
+) -> DecidedBatch:
+    """Decide a validated batch in parts under `work` (see `parts_folder`): settle its
+    corrections on the whole batch (spec §9), write the parts, have `run_parts`
+    decide each (in this process, on threads or on a Dask cluster).
 
-    The parts' folders live in the lake's staging area, which a run that dies
-    here leaves to the next run's clean-up; nothing is recorded until the whole
-    batch is combined (the caller records it in one step).
+    The parts' decisions and rule hits are not read back here: the batch's tables
+    read them from the parts' files while the log is written (`record_decided`), so
+    the coordinator never holds every part's outputs at once (issue 15). `work` must
+    outlive the record.
     """
+    cases = prepared.validated.cases
     # The batch's history is read once, then sliced to each part's members.
-    seen = LakeHistory(run.lake).for_batch(prepared.validated.cases, run.ruleset)
-
-    def in_parts(cases: pl.DataFrame, history: BatchHistory) -> tuple[pl.DataFrame, pl.DataFrame]:
-        if cases.is_empty():
-            return decide_cases(cases, run.reference, run.ruleset, history)
-        work = eventlog.staging_dir(run.lake) / f"parts-{prepared.batch_id[:16]}-{uuid.uuid4().hex}"
-        try:
-            folders = write_partitions(work, cases, run.reference, history, partitions)
-            return combine_partitions(cases, run_parts(folders, run.ruleset))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    return decide(
-        prepared.validated,
-        prepared.rows_in,
-        run.reference,
-        run.ruleset,
-        seen,
-        adjudicate_cases=in_parts,
+    settled = settle_corrections(cases, LakeHistory(run.lake).for_batch(cases, run.ruleset))
+    originals, voids = voided_originals(settled.corrections), void_decisions(settled.voids)
+    if settled.to_adjudicate.is_empty():
+        decisions, rule_hits = (
+            frame.lazy()
+            for frame in decide_cases(
+                settled.to_adjudicate, run.reference, run.ruleset, settled.history
+            )
+        )
+    else:
+        folders = write_partitions(
+            work, settled.to_adjudicate, run.reference, settled.history, partitions
+        )
+        results = run_parts(folders, run.ruleset)
+        decided = sum(r.decided for r in results)
+        if decided != settled.to_adjudicate.height:
+            raise PartitioningError(
+                f"parts decided {decided} of {settled.to_adjudicate.height} case(s)"
+            )
+        decisions, rule_hits = (_part_outputs(results, name) for name in OUTPUT_TABLES)
+    return DecidedBatch(
+        rows_in=prepared.rows_in,
+        cases=cases,
+        # As `decide` orders them: the VOIDED originals, the adjudicated cases (part
+        # after part), the void rows.
+        decisions=pl.concat([originals.lazy(), decisions, voids.lazy()], how="diagonal_relaxed"),
+        rule_hits=rule_hits,
+        rejections=prepared.validated.rejections,
+        voided_originals=originals.height,
+        by_status=status_counts(
+            pl.concat([decisions.select("status"), voids.lazy().select("status")])
+        ),
     )
+
+
+def _part_outputs(results: list[PartitionResult], name: str) -> pl.LazyFrame:
+    """One output table of every part, part after part, read when it is collected."""
+    # glob=False: the folders are under the lake, whose path may hold glob characters.
+    return pl.scan_parquet([Path(r.folder) / f"{name}.parquet" for r in results], glob=False)
+
+
+def conclude_in_partitions(run: RunContext, partitions: int, run_parts: RunParts) -> Conclude:
+    """`process_batch`'s last step for a batch decided in parts: decide it, then record
+    it from the parts' outputs."""
+
+    def conclude(prepared: PreparedBatch) -> BatchOutcome:
+        with parts_folder(run, prepared) as work:
+            decided = decide_in_partitions(prepared, run, partitions, run_parts, work)
+            return record_decided(prepared, decided, run)
+
+    return conclude
