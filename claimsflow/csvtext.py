@@ -64,6 +64,17 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
     return _fields_of_each_line(frame, mark, in_cells=lines > frame.height + 1)
 
 
+def line_marks_in(data: bytes) -> frozenset[str]:
+    """The characters that could mark line ends which `data` holds (a file read in
+    pieces: the union over its pieces says whether the whole file could be marked)."""
+    return frozenset(m for m in _LINE_MARKS if m.encode() in data)
+
+
+def no_line_mark_left(held: frozenset[str]) -> bool:
+    """Whether a text holding `held` leaves no character to mark its line ends with."""
+    return held.issuperset(_LINE_MARKS)
+
+
 def first_read_error(frame: pl.DataFrame) -> tuple[int, str, str] | None:
     """The first row error of a `read_csv_text` frame: (1-based row, column, error)."""
     if READ_ERRORS not in frame.columns:

@@ -172,7 +172,7 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
 
 @task(name="record-batch", cache_policy=NONE, task_run_name="record-{prepared.source}")
 def record_batch(prepared: PreparedBatch, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
-    return pipeline.record_decided(prepared, decided, run)
+    return pipeline.record_decided(prepared.identity, decided, run)
 
 
 def adjudicate_in_partitions(
@@ -187,13 +187,13 @@ def adjudicate_in_partitions(
         return prepared
     # The parts' folders hold their outputs until the batch's tables are written from
     # them (the coordinator never reads them all back, issue 15).
-    with parts_folder(run, prepared) as work:
+    with parts_folder(run, prepared.batch_id) as work:
         started = time.perf_counter()
         decided = decide_in_partitions(prepared, run, execution.partitions, parts_on(runner), work)
         get_run_logger().info(
             "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
             shown_name(prepared.source),
-            decided.cases.height,
+            decided.rows_decided,
             execution.partitions,
             time.perf_counter() - started,
         )

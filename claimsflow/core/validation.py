@@ -60,8 +60,26 @@ def no_decisions() -> pl.DataFrame:
     return pl.DataFrame(schema=DECIDED_STATUS_SCHEMA)
 
 
+@dataclass(frozen=True)
+class EarlierRows:
+    """What validating a chunk of a batch's rows needs from the rest of the batch
+    (a batch validated a chunk at a time: claimsflow/pipeline/chunked.py).
+
+    repeated: the row_numbers, in the whole batch, of the rows that repeat the case_id
+        of an earlier row (`repeats_earlier_row` over every row of the batch).
+    corrected: the originals that valid correction rows of earlier chunks correct.
+    """
+
+    repeated: pl.Series
+    corrected: pl.Series
+
+
 def validate_batch(
-    raw: pl.DataFrame, decided: pl.DataFrame | None = None, *, release_raw: bool = False
+    raw: pl.DataFrame,
+    decided: pl.DataFrame | None = None,
+    *,
+    release_raw: bool = False,
+    earlier: EarlierRows | None = None,
 ) -> ValidatedBatch:
     """Split a text batch (from `reading`) into typed valid cases and rejections.
 
@@ -76,9 +94,17 @@ def validate_batch(
     is left with none) as soon as validation is done with them, so that the batch's
     text and its typed cases are not both held at the end (~1 GiB at 10M rows,
     issue 15).
+
+    `earlier`: `raw` is a chunk of a batch's rows, in file order after the chunks
+    `earlier` tells of; the rows are judged as they would be in the whole batch.
     """
     decided = decided if decided is not None else no_decisions()
-    screened = _screen(raw, decided)
+    repeats = (
+        repeats_earlier_row(raw["case_id"])
+        if earlier is None
+        else raw[ROW_NUMBER].is_in(earlier.repeated.implode())
+    )
+    screened = _screen(raw, decided, repeats)
     # Pandera on the rows some check failed: the per-cell failures, in its order.
     suspect = ~screened[_CLEAN]
     failures = cell_failures(
@@ -99,7 +125,8 @@ def validate_batch(
     # already corrects the same original, so this is judged on the rows that are
     # left once every other error is known.
     otherwise_rejected = pl.concat([f.select(ROW_NUMBER) for f in found])[ROW_NUMBER]
-    found.append(_repeated_corrections(corrections, otherwise_rejected))
+    corrected = earlier.corrected if earlier is not None else None
+    found.append(_repeated_corrections(corrections, otherwise_rejected, corrected))
     errors = (
         pl.concat([f.cast(cell_errors.schema) for f in found])
         .sort(ROW_NUMBER, "rank", maintain_order=True)
@@ -233,13 +260,20 @@ def _correction_rows(screened: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFr
     )
 
 
-def _repeated_corrections(corrections: pl.DataFrame, rejected: pl.Series) -> pl.DataFrame:
+def _repeated_corrections(
+    corrections: pl.DataFrame, rejected: pl.Series, corrected: pl.Series | None
+) -> pl.DataFrame:
     """Correction rows, among those not otherwise rejected, whose original an earlier
-    such row already corrects (the first one in file order is the one applied)."""
+    such row already corrects (the first one in file order is the one applied), in
+    these rows or, when given, among the originals `corrected` by earlier chunks."""
     candidates = corrections.filter(~pl.col(ROW_NUMBER).is_in(rejected.implode())).select(
         ROW_NUMBER, "original_case_id"
     )
-    return candidates.filter(~pl.col("original_case_id").is_first_distinct()).select(
+    original = pl.col("original_case_id")
+    repeated = ~original.is_first_distinct()
+    if corrected is not None:
+        repeated = repeated | original.is_in(corrected.implode())
+    return candidates.filter(repeated).select(
         pl.col(ROW_NUMBER),
         pl.lit(_COLUMN_RANK["original_case_id"]).alias("rank"),
         pl.lit("original_case_id: an earlier row of this batch already corrects this case").alias(
@@ -290,9 +324,10 @@ def _present(text: pl.Expr) -> pl.Expr:
     return pl.when(text != "").then(text)
 
 
-def _screen(raw: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
+def _screen(raw: pl.DataFrame, decided: pl.DataFrame, repeats: pl.Series) -> pl.DataFrame:
     """One pass over the batch: whether every schema check passes, the identity
-    flags, and the typed columns.
+    flags (`repeats`: whether each row repeats an earlier row's case_id), and the
+    typed columns.
 
     The check expressions are the schema's own (`_check_expressions`), evaluated
     with Pandera's semantics (a null check result passes unless the check says
@@ -321,7 +356,7 @@ def _screen(raw: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
             pl.col("claim_frequency").is_in(CORRECTIONS).fill_null(False).alias(_CORRECTS),
         )
         .collect()
-        .with_columns(repeats_earlier_row(raw["case_id"]).alias(_REPEAT))
+        .with_columns(repeats.alias(_REPEAT))
         # Each column in one piece: the query leaves them in ~100, which made every
         # later step of the batch copy them again (decide's peak +1.2 GB at 10M).
         .rechunk()

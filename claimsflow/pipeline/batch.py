@@ -71,6 +71,17 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class BatchIdentity:
+    """Which batch is being recorded: what the log's batch record says of it."""
+
+    batch_id: str
+    source: str
+    source_kind: str
+    started: float
+    seq_range: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class PreparedBatch:
     """A batch read, identified and validated, waiting to be decided and recorded."""
 
@@ -81,6 +92,12 @@ class PreparedBatch:
     validated: ValidatedBatch
     started: float
     seq_range: tuple[int, int] | None = None
+
+    @property
+    def identity(self) -> BatchIdentity:
+        return BatchIdentity(
+            self.batch_id, self.source, self.source_kind, self.started, self.seq_range
+        )
 
 
 #: Decides a prepared batch and records it. In one piece by default (`decide_prepared`,
@@ -99,10 +116,13 @@ class DecidedBatch:
     """
 
     rows_in: int
-    cases: pl.DataFrame
+    cases: Table
     decisions: Table
     rule_hits: Table
-    rejections: pl.DataFrame
+    rejections: Table
+    #: Rows of `cases` (valid rows) and of `rejections`.
+    rows_decided: int
+    rows_rejected: int
     #: Earlier cases the batch's corrections voided (their decisions come first).
     voided_originals: int
     #: The batch's own decisions (not the voided originals') by status.
@@ -117,6 +137,8 @@ class DecidedBatch:
             decisions=decision.decisions,
             rule_hits=decision.rule_hits,
             rejections=decision.rejections,
+            rows_decided=decision.cases.height,
+            rows_rejected=decision.rejections.height,
             voided_originals=decision.voided_originals,
             by_status=status_counts(own.lazy()),
         )
@@ -271,36 +293,36 @@ def record_prepared(
     prepared: PreparedBatch, decision: BatchDecision, run: RunContext
 ) -> BatchOutcome:
     """Append a batch decided in one piece to the event log, all of it at once."""
-    return record_decided(prepared, DecidedBatch.of(decision), run)
+    return record_decided(prepared.identity, DecidedBatch.of(decision), run)
 
 
-def record_decided(prepared: PreparedBatch, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
+def record_decided(batch: BatchIdentity, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
     """Append a decided batch to the event log, all of it at once."""
-    step("recording", batch=prepared.source, rows=decided.cases.height)
+    step("recording", batch=batch.source, rows=decided.rows_decided)
     crash_point("after-validation")
     tables = batch_events(
         decided,
-        batch_id=prepared.batch_id,
-        source=prepared.source,
-        source_kind=prepared.source_kind,
+        batch_id=batch.batch_id,
+        source=batch.source,
+        source_kind=batch.source_kind,
         ruleset=run.ruleset,
         run_id=run.run_id,
         now=run.clock(),
-        seq_range=prepared.seq_range,
+        seq_range=batch.seq_range,
     )
     try:
-        eventlog.record_batch(run.lake, prepared.batch_id, tables)
+        eventlog.record_batch(run.lake, batch.batch_id, tables)
     except eventlog.BatchAlreadyRecorded:
-        return _skip(run, _identity(prepared), prepared.started)
+        return skip_batch(run, batch)
     crash_point("after-publish")
     return BatchOutcome(
-        prepared.batch_id,
-        prepared.source,
+        batch.batch_id,
+        batch.source,
         PROCESSED,
         rows_in=decided.rows_in,
-        rows_decided=decided.cases.height,
-        rows_rejected=decided.rejections.height,
-        seconds=time.perf_counter() - prepared.started,
+        rows_decided=decided.rows_decided,
+        rows_rejected=decided.rows_rejected,
+        seconds=time.perf_counter() - batch.started,
         by_status=decided.by_status,
         voided_originals=decided.voided_originals,
     )
@@ -332,8 +354,8 @@ def batch_events(
         now,
         source_kind=source_kind,
         rows_in=decision.rows_in,
-        rows_decided=decision.cases.height,
-        rows_rejected=decision.rejections.height,
+        rows_decided=decision.rows_decided,
+        rows_rejected=decision.rows_rejected,
         ruleset=ruleset,
         seq_range=seq_range,
     )
@@ -399,14 +421,12 @@ def _unread() -> pl.DataFrame:  # pragma: no cover - a prepared batch was read a
     raise AssertionError("read again")
 
 
-def _identity(prepared: PreparedBatch) -> _Opened:
-    return _Opened(
-        prepared.batch_id,
-        prepared.source,
-        prepared.source_kind,
-        _unread,
-        seq_range=prepared.seq_range,
+def skip_batch(run: RunContext, batch: BatchIdentity) -> BatchOutcome:
+    """Record that `batch` was found recorded already (spec §6): SKIPPED."""
+    opened = _Opened(
+        batch.batch_id, batch.source, batch.source_kind, _unread, seq_range=batch.seq_range
     )
+    return _skip(run, opened, batch.started)
 
 
 def _reject(run: RunContext, opened: _Opened, reason: str, started: float) -> BatchOutcome:

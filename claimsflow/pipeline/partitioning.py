@@ -114,23 +114,38 @@ def check_partitionable(ruleset: RuleSet) -> None:
 
 def split_cases(cases: pl.DataFrame, partitions: int) -> Iterator[pl.DataFrame]:
     """The valid cases of each non-empty part, in part order, each in the batch's row
-    order.
+    order."""
+    for _, part in split_by_part(cases, partitions):
+        yield part
+
+
+def split_by_part(cases: pl.DataFrame, partitions: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Each non-empty part's number and valid cases, in part order, each in the
+    batch's row order.
 
     Each part is copied out of the batch when it is asked for: a writer holds one
     part at a time, not a second copy of the whole batch (issue 15).
     """
     part = cases.select(partition_of(partitions)).to_series()
     for key in part.unique().sort():
-        yield cases.filter(part == key)
+        yield int(key), cases.filter(part == key)
 
 
 def partition_inputs(
     cases: pl.DataFrame, reference: Reference, history: BatchHistory
 ) -> dict[str, pl.DataFrame]:
     """One part's input tables: its cases and only its own members' reference and history."""
-    members = cases.select("member_id").unique()
+    return {"cases": cases, **members_inputs(cases.select("member_id"), reference, history)}
+
+
+def members_inputs(
+    member_ids: pl.DataFrame, reference: Reference, history: BatchHistory
+) -> dict[str, pl.DataFrame]:
+    """A part's input tables but its cases: the reference rows and history of its
+    members (`member_ids`, repeats allowed), and the whole provider table and fee
+    schedule."""
+    members = member_ids.unique()
     return {
-        "cases": cases,
         "members": reference.members.join(members, on="member_id", how="semi"),
         "providers": reference.providers,
         "fee_schedule": reference.fee_schedule,
@@ -161,9 +176,7 @@ def write_partitions(
 def decide_partition(folder: Path, ruleset: RuleSet) -> PartitionResult:
     """Decide one part from its folder and write its decisions and rule hits beside it."""
     # glob=False: the folder is under the lake, whose path may hold glob characters.
-    inputs = {
-        name: pl.read_parquet(folder / f"{name}.parquet", glob=False) for name in INPUT_TABLES
-    }
+    inputs = {name: _read_input(folder, name) for name in INPUT_TABLES}
     reference = Reference(inputs["members"], inputs["providers"], inputs["fee_schedule"])
     history = BatchHistory(prior_claims=inputs["prior_claims"], accumulated=inputs["accumulated"])
     decisions, rule_hits = decide_cases(inputs["cases"], reference, ruleset, history)
@@ -177,12 +190,21 @@ def decide_partition(folder: Path, ruleset: RuleSet) -> PartitionResult:
     return PartitionResult(str(folder), inputs["cases"].height, decisions.height)
 
 
+def _read_input(folder: Path, name: str) -> pl.DataFrame:
+    """One input table of a part: its file, or the files of its folder in name order
+    (a batch prepared in chunks writes a part's cases a chunk at a time)."""
+    pieces = folder / name
+    if pieces.is_dir():
+        return pl.read_parquet(sorted(pieces.iterdir()), glob=False)
+    return pl.read_parquet(folder / f"{name}.parquet", glob=False)
+
+
 @contextmanager
-def parts_folder(run: RunContext, prepared: PreparedBatch) -> Iterator[Path]:
+def parts_folder(run: RunContext, label: str) -> Iterator[Path]:
     """Where a batch's parts are written, decided and read back from: in the lake's
     staging area, and removed once the batch is recorded or given up. A run that dies
     first leaves it to the next run's clean-up; nothing is recorded until then."""
-    work = eventlog.staging_dir(run.lake) / f"parts-{prepared.batch_id[:16]}-{uuid.uuid4().hex}"
+    work = eventlog.staging_dir(run.lake) / f"parts-{label[:16]}-{uuid.uuid4().hex}"
     try:
         yield work
     finally:
@@ -226,7 +248,7 @@ def decide_in_partitions(
             raise PartitioningError(
                 f"parts decided {decided} of {settled.to_adjudicate.height} case(s)"
             )
-        decisions, rule_hits = (_part_outputs(results, name) for name in OUTPUT_TABLES)
+        decisions, rule_hits = (part_outputs(results, name) for name in OUTPUT_TABLES)
     return DecidedBatch(
         rows_in=prepared.rows_in,
         cases=cases,
@@ -235,6 +257,8 @@ def decide_in_partitions(
         decisions=pl.concat([originals.lazy(), decisions, voids.lazy()], how="diagonal_relaxed"),
         rule_hits=rule_hits,
         rejections=prepared.validated.rejections,
+        rows_decided=cases.height,
+        rows_rejected=prepared.validated.rejections.height,
         voided_originals=originals.height,
         by_status=status_counts(
             pl.concat([decisions.select("status"), voids.lazy().select("status")])
@@ -242,7 +266,7 @@ def decide_in_partitions(
     )
 
 
-def _part_outputs(results: list[PartitionResult], name: str) -> pl.LazyFrame:
+def part_outputs(results: list[PartitionResult], name: str) -> pl.LazyFrame:
     """One output table of every part, part after part, read when it is collected."""
     # glob=False: the folders are under the lake, whose path may hold glob characters.
     return pl.scan_parquet([Path(r.folder) / f"{name}.parquet" for r in results], glob=False)
@@ -253,8 +277,8 @@ def conclude_in_partitions(run: RunContext, partitions: int, run_parts: RunParts
     it from the parts' outputs."""
 
     def conclude(prepared: PreparedBatch) -> BatchOutcome:
-        with parts_folder(run, prepared) as work:
+        with parts_folder(run, prepared.batch_id) as work:
             decided = decide_in_partitions(prepared, run, partitions, run_parts, work)
-            return record_decided(prepared, decided, run)
+            return record_decided(prepared.identity, decided, run)
 
     return conclude
