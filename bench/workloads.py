@@ -145,12 +145,9 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
     from claimsflow.core.reference import load_reference
     from claimsflow.core.rules.ruleset import RuleSet, load_ruleset
     from claimsflow.lake import eventlog
-    from claimsflow.pipeline.batch import RunContext, process_batch
-    from claimsflow.pipeline.partitioning import (
-        PartitionResult,
-        conclude_in_partitions,
-        decide_partition,
-    )
+    from claimsflow.pipeline.batch import RunContext
+    from claimsflow.pipeline.chunked import adjudicate_in_chunks
+    from claimsflow.pipeline.partitioning import PartitionResult, decide_partition
 
     setup_started = time.perf_counter()
     reference_data = load_reference(Path(reference))
@@ -177,7 +174,8 @@ def core_dask(batch: str, reference: str, lake: str, workers: int) -> Result:
 
         rss_before = rss_bytes()
         timer = Timer()
-        outcome = process_batch(Path(batch), run, conclude_in_partitions(run, workers, run_parts))
+        # As `adjudicate run --executor dask` does: a CSV batch prepared a chunk at a time.
+        outcome = adjudicate_in_chunks(Path(batch), run, workers, run_parts)
         measured = timer.read()
         worker_peaks = client.run(rss_bytes)
     return measured | {

@@ -28,16 +28,20 @@ from prefect.runtime import task_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from claimsflow.core.rules.ruleset import RuleSet
+from claimsflow.ingest.chunks import ReadWhole
 from claimsflow.ingest.inbox import InboxFileUnavailable, NotRead
 from claimsflow.ingest.sql_source import SqlIncrement
 from claimsflow.pipeline import batch as pipeline
+from claimsflow.pipeline import chunked
 from claimsflow.pipeline.batch import (
+    BatchIdentity,
     BatchOutcome,
     BatchSource,
     DecidedBatch,
     PreparedBatch,
     RunContext,
 )
+from claimsflow.pipeline.chunked import ChunkedBatch
 from claimsflow.pipeline.partitioning import (
     PartitionResult,
     RunParts,
@@ -170,15 +174,38 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
         return not_read(exc)
 
 
-@task(name="record-batch", cache_policy=NONE, task_run_name="record-{prepared.source}")
-def record_batch(prepared: PreparedBatch, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
-    return pipeline.record_decided(prepared.identity, decided, run)
+@task(name="prepare-batch", cache_policy=NONE, task_run_name="prepare-{path}")
+def prepare_batch_in_chunks(
+    path: Path, run: RunContext, partitions: int, work: Path
+) -> BatchOutcome | ChunkedBatch | NotRead | None:
+    """A local CSV batch read and validated a chunk at a time, its valid cases written
+    to its parts under `work`; None when it must be read whole."""
+    try:
+        return chunked.prepare_in_chunks(path, run, partitions, work)
+    except ReadWhole:
+        return None
+    except InboxFileUnavailable as exc:
+        return not_read(exc)
+
+
+@task(name="record-batch", cache_policy=NONE, task_run_name="record-{batch.source}")
+def record_batch(batch: BatchIdentity, decided: DecidedBatch, run: RunContext) -> BatchOutcome:
+    return pipeline.record_decided(batch, decided, run)
 
 
 def adjudicate_in_partitions(
     source: BatchSource, run: RunContext, execution: Execution, runner: TaskRunner[Any]
 ) -> BatchOutcome | NotRead:
-    """Prepare a batch, decide it in parts on `runner`, then record it in one step."""
+    """Prepare a batch, decide it in parts on `runner`, then record it in one step.
+
+    A local CSV file is prepared a chunk at a time (claimsflow/pipeline/chunked.py),
+    so this process never holds the whole batch; any other source, or a CSV file
+    whose pieces do not all read, is read whole.
+    """
+    if chunked.reads_in_chunks(source):
+        outcome = adjudicate_csv_in_chunks(source, run, execution, runner)
+        if outcome is not None:
+            return outcome
     prepared = prepare_batch(source, run)
     if isinstance(prepared, NotRead):
         return prepared
@@ -197,7 +224,33 @@ def adjudicate_in_partitions(
             execution.partitions,
             time.perf_counter() - started,
         )
-        outcome = record_batch(prepared, decided, run)
+        outcome = record_batch(prepared.identity, decided, run)
+    log_outcome(outcome)
+    return outcome
+
+
+def adjudicate_csv_in_chunks(
+    path: Path, run: RunContext, execution: Execution, runner: TaskRunner[Any]
+) -> BatchOutcome | NotRead | None:
+    """A local CSV batch prepared a chunk at a time, decided in parts on `runner`, and
+    recorded from the parts' files; None when it must be read whole."""
+    with parts_folder(run, "chunked") as work:
+        prepared = prepare_batch_in_chunks(path, run, execution.partitions, work)
+        if prepared is None or isinstance(prepared, NotRead):
+            return prepared
+        if isinstance(prepared, BatchOutcome):
+            log_outcome(prepared)
+            return prepared
+        started = time.perf_counter()
+        decided = chunked.decide_in_chunks(prepared, run, parts_on(runner))
+        get_run_logger().info(
+            "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
+            shown_name(prepared.identity.source),
+            decided.rows_decided,
+            execution.partitions,
+            time.perf_counter() - started,
+        )
+        outcome = record_batch(prepared.identity, decided, run)
     log_outcome(outcome)
     return outcome
 

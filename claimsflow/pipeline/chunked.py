@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeGuard
 
 import polars as pl
 
@@ -45,11 +45,13 @@ from claimsflow.core.repeats import repeats_earlier_row
 from claimsflow.core.rules.ruleset import RuleSet
 from claimsflow.core.validation import CORRECTIONS, EarlierRows, validate_batch
 from claimsflow.ingest.chunks import CHUNK_BYTES, ReadWhole, batch_id_of_file, read_csv_chunks
+from claimsflow.ingest.reading import batch_format
 from claimsflow.lake import eventlog
 from claimsflow.lake.history import LakeHistory
 from claimsflow.pipeline.batch import (
     BatchIdentity,
     BatchOutcome,
+    BatchSource,
     DecidedBatch,
     RunContext,
     process_batch,
@@ -249,6 +251,11 @@ def _read(folder: Path) -> pl.DataFrame:
     )
 
 
+def reads_in_chunks(source: BatchSource) -> TypeGuard[Path]:
+    """Whether a batch source is prepared a chunk at a time: a local CSV file."""
+    return isinstance(source, Path) and batch_format(source) == "csv"
+
+
 def adjudicate_in_chunks(
     path: Path,
     run: RunContext,
@@ -257,7 +264,10 @@ def adjudicate_in_chunks(
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome:
     """One local CSV batch prepared a chunk at a time, decided in parts and recorded;
-    read whole (`process_batch` in parts) when its pieces do not all read."""
+    read whole (`process_batch` in parts) when it is not one, or when its pieces do
+    not all read."""
+    if not reads_in_chunks(path):
+        return process_batch(path, run, conclude_in_partitions(run, partitions, run_parts))
     with parts_folder(run, "chunked") as work:
         try:
             prepared = prepare_in_chunks(path, run, partitions, work, chunk_bytes)

@@ -1,0 +1,311 @@
+"""A local CSV batch prepared a chunk at a time for the partitioned executors (issue 15,
+claimsflow/pipeline/chunked.py): the same rows read, the same verdicts, the same
+event log as the one-piece run, whatever the chunk size."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from claimsflow.core.reference import load_reference
+from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.ingest.chunks import ReadWhole, csv_pieces, read_csv_chunks
+from claimsflow.ingest.inbox import InboxFileUnavailable, discover_inbox
+from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
+from claimsflow.lake import eventlog
+from claimsflow.pipeline import chunked
+from claimsflow.pipeline.batch import (
+    BatchOutcome,
+    RunContext,
+    batch_id_of_bytes,
+    process_batch,
+)
+from claimsflow.pipeline.chunked import adjudicate_in_chunks
+from claimsflow.pipeline.partitioning import decide_parts_here
+from claimsflow.settings import RULES_DIR
+from claimsflow.tools.generate import write_sample
+from claimsflow.vocabulary import PROCESSED, REJECTED, SKIPPED
+from tests.batch_helpers import REQUIRED_HEADER, RunFactory, case_row, csv_bytes, write_csv
+from tests.hypothesis_support import examples
+from tests.test_partitioning import EVENT_TABLES, in_a_fixed_order
+
+# -- pieces of whole lines --------------------------------------------------------------
+
+
+def test_a_piece_ends_at_the_last_line_end_outside_quotes() -> None:
+    data = b'h\n"a\nb",c\nd\n'
+
+    # Blocks of 3 bytes: 'h\n"' cuts after 'h\n'; the quoted line end of '"a\nb"'
+    # (one quote before it) is no place to cut, so the rest waits for the final
+    # line end, after which no quote is open.
+    assert list(csv_pieces(io.BytesIO(data), 3)) == [b"h\n", b'"a\nb",c\nd\n']
+    assert list(csv_pieces(io.BytesIO(data), 100)) == [data]
+    assert list(csv_pieces(io.BytesIO(b"a\nb"), 1)) == [b"a\n", b"b"]
+    assert list(csv_pieces(io.BytesIO(b""), 8)) == []
+
+
+@given(
+    data=st.lists(st.sampled_from([b"a", b",", b'"', b"\n", b"\r"]), max_size=120).map(
+        b"".join
+    ),
+    chunk=st.integers(min_value=1, max_value=40),
+)
+def test_pieces_are_the_file_cut_at_line_ends_outside_quotes(data: bytes, chunk: int) -> None:
+    pieces = list(csv_pieces(io.BytesIO(data), chunk))
+
+    assert b"".join(pieces) == data
+    assert all(pieces)
+    for piece in pieces[:-1]:
+        # Each piece starts outside quotes, so it ends outside them when its quotes
+        # are even in number.
+        assert piece.endswith(b"\n")
+        assert piece.count(b'"') % 2 == 0
+
+
+# -- the rows read ---------------------------------------------------------------------
+
+_CELL = st.sampled_from(["", "x", "C1", "a b", '"q,1"', '"line\nbreak"', '"say ""hi"""', "é"])
+_LINE = st.lists(_CELL, min_size=0, max_size=len(REQUIRED_HEADER) + 2).map(",".join)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(
+    lines=st.lists(_LINE, max_size=12),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+    chunk=st.integers(min_value=1, max_value=200),
+)
+def test_a_csv_read_in_chunks_is_the_whole_files_rows(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[str],
+    crlf: bool,
+    final_newline: bool,
+    chunk: int,
+) -> None:
+    end = "\r\n" if crlf else "\n"
+    text = end.join([",".join(REQUIRED_HEADER), *lines]) + (end if final_newline else "")
+    data = text.encode()
+    path = tmp_path_factory.mktemp("chunks") / "b.csv"
+    path.write_bytes(data)
+    try:
+        whole: pl.DataFrame | None = read_batch_bytes(data, "csv", with_raw=False)
+    except UnreadableBatch:
+        whole = None
+
+    try:
+        frames = list(read_csv_chunks(path, batch_id_of_bytes(data), chunk))
+    except ReadWhole:
+        frames = None
+
+    if whole is None:  # the one-piece run's reason then comes from the whole read
+        assert frames is None
+        return
+    assert frames is not None
+    got = pl.concat(frames, how="diagonal")
+    assert got.columns == whole.columns
+    assert got.equals(whole)
+
+
+def test_a_file_that_changed_between_reads_is_not_read(tmp_path: Path) -> None:
+    data = csv_bytes([case_row("C1"), case_row("C2")])
+    path = tmp_path / "b.csv"
+    path.write_bytes(data)
+    batch_id = batch_id_of_bytes(data)
+    path.write_bytes(data + csv_bytes([case_row("C3")]).split(b"\n", 1)[1])
+
+    with pytest.raises(InboxFileUnavailable, match="changed while it was read"):
+        list(read_csv_chunks(path, batch_id, 64))
+
+
+# -- the batch decided -----------------------------------------------------------------
+
+
+def test_repeats_and_corrections_are_judged_across_chunks(
+    inbox: Path, make_run: RunFactory
+) -> None:
+    write_csv(inbox / "a.csv", [case_row("O1"), case_row("O2", service_date="2024-05-02")])
+    process_batch(inbox / "a.csv", make_run("first"))
+    run = make_run("chunked")
+    corrects = {"claim_frequency": "8", "original_case_id": "O1"}
+    write_csv(
+        inbox / "b.csv",
+        [
+            case_row("V1", **corrects),  # voids O1
+            case_row("C1", service_date="2024-05-03"),
+            # A later chunk: a second correction of O1, and C1's case_id again.
+            case_row("V2", **corrects),
+            case_row("C1", service_date="2024-05-04"),
+            case_row("O2"),  # decided in the first batch: a resubmission
+            case_row("C2", service_date="2024-05-05"),
+        ],
+    )
+
+    # One line per chunk: every repeat and correction is in a chunk of its own.
+    outcome = adjudicate_in_chunks(inbox / "b.csv", run, 2, decide_parts_here, chunk_bytes=1)
+
+    assert (outcome.status, outcome.rows_in, outcome.rows_decided) == (PROCESSED, 6, 3)
+    assert outcome.voided_originals == 1
+    rejections = eventlog.scan_table(run.lake, "rejections").collect().sort("row_number")
+    assert rejections.select("row_number", "case_id", "errors").rows() == [
+        (3, "V2", ["original_case_id: an earlier row of this batch already corrects this case"]),
+        (4, "C1", ["case_id: repeats the case_id of an earlier row of this batch"]),
+        (5, "O2", ["case_id: already has a decision from an earlier batch (resubmission)"]),
+    ]
+    decisions = eventlog.scan_table(run.lake, "decisions").filter(pl.col("run_id") == "chunked")
+    assert sorted(
+        decisions.select("case_id", "status", "decided_by", "decision_source").collect().rows()
+    ) == [
+        ("C1", "APPROVED", None, "ADJUDICATION"),
+        ("C2", "APPROVED", None, "ADJUDICATION"),
+        ("O1", "VOIDED", "V1", "CORRECTION"),
+        ("V1", "VOIDED", "V1", "CORRECTION"),
+    ]
+    assert sorted(
+        eventlog.scan_table(run.lake, "cases")
+        .filter(pl.col("case_id").is_in(["V1", "C1", "C2"]))
+        .select("row_number", "case_id")
+        .collect()
+        .rows()
+    ) == [(1, "V1"), (2, "C1"), (6, "C2")]
+    assert list(eventlog.staging_dir(run.lake).iterdir()) == []
+
+
+def test_a_batch_with_no_valid_case_is_recorded(inbox: Path, make_run: RunFactory) -> None:
+    write_csv(inbox / "bad.csv", [case_row("C1", units="0"), case_row("C2", units="x")])
+    run = make_run("none")
+
+    outcome = adjudicate_in_chunks(inbox / "bad.csv", run, 3, decide_parts_here, chunk_bytes=8)
+
+    assert (outcome.status, outcome.rows_in, outcome.rows_decided, outcome.rows_rejected) == (
+        PROCESSED,
+        2,
+        0,
+        2,
+    )
+    assert eventlog.scan_table(run.lake, "decisions").collect().height == 0
+    assert eventlog.scan_table(run.lake, "rejections").collect()["case_id"].to_list() == [
+        "C1",
+        "C2",
+    ]
+
+
+def test_an_unreadable_file_is_rejected_as_the_one_piece_run_rejects_it(
+    tmp_path: Path, reference_dir: Path
+) -> None:
+    good = csv_bytes([case_row(f"C{i}") for i in range(1, 40)])
+    data = good + b"C99,M001,P001,2024-05-01,2024-05-10,99213,J45.909,1,\xff80.00,\n"
+    outcomes: dict[str, BatchOutcome] = {}
+    for way in ("whole", "chunked"):
+        inbox = tmp_path / way / "inbox"
+        inbox.mkdir(parents=True)
+        (inbox / "b.csv").write_bytes(data)
+        run = _run(tmp_path / way / "lake", reference_dir)
+        if way == "whole":
+            outcomes[way] = process_batch(inbox / "b.csv", run)
+        else:
+            outcomes[way] = adjudicate_in_chunks(inbox / "b.csv", run, 2, decide_parts_here, 256)
+
+    assert outcomes["chunked"].status == REJECTED
+    assert outcomes["chunked"].reason == outcomes["whole"].reason
+    assert outcomes["chunked"].reason is not None and "UTF-8" in outcomes["chunked"].reason
+    kept = tmp_path / "chunked" / "lake"
+    (quarantined,) = [p for p in kept.rglob("b.csv") if "quarantine" in p.parts]
+    assert quarantined.read_bytes() == data
+
+
+def test_a_recorded_batch_is_skipped(inbox: Path, make_run: RunFactory) -> None:
+    write_csv(inbox / "b.csv", [case_row("C1")])
+    first = adjudicate_in_chunks(inbox / "b.csv", make_run("one"), 2, decide_parts_here)
+
+    again = adjudicate_in_chunks(inbox / "b.csv", make_run("two"), 2, decide_parts_here)
+
+    assert (first.status, again.status) == (PROCESSED, SKIPPED)
+    assert again.batch_id == first.batch_id
+
+
+def test_a_file_changed_between_the_passes_is_left_for_the_next_run(
+    inbox: Path, make_run: RunFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(inbox / "b.csv", [case_row("C1"), case_row("C2")])
+    first_pass = chunked._first_pass
+
+    def then_appended(*args: object, **kwargs: object) -> object:
+        found = first_pass(*args, **kwargs)  # type: ignore[arg-type]
+        with path.open("ab") as out:
+            out.write(b"C3,M001,P001,2024-05-01,2024-05-10,99213,J45.909,1,80.00,\n")
+        return found
+
+    monkeypatch.setattr(chunked, "_first_pass", then_appended)
+    run = make_run("changed")
+
+    with pytest.raises(InboxFileUnavailable, match="changed while it was read"):
+        adjudicate_in_chunks(path, run, 2, decide_parts_here)
+
+    assert eventlog.recorded_batch_ids(run.lake) in ([], ["_empty"])
+    assert list(eventlog.staging_dir(run.lake).iterdir()) == []
+
+
+@settings(
+    max_examples=examples(5),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+    cases=st.integers(min_value=1, max_value=1500),
+    batches=st.integers(min_value=2, max_value=4),
+    partitions=st.integers(min_value=1, max_value=5),
+    chunk=st.integers(min_value=1, max_value=30_000),
+)
+def test_any_chunking_gives_the_one_piece_event_log(
+    tmp_path_factory: pytest.TempPathFactory,
+    seed: int,
+    cases: int,
+    batches: int,
+    partitions: int,
+    chunk: int,
+) -> None:
+    root = tmp_path_factory.mktemp("chunked")
+    # Repeated case_ids, invalid rows, and from the second batch on corrections
+    # (voids and replacements) of earlier batches' cases.
+    write_sample(root, cases, batches, seed, formats=("csv",))
+    lakes = {"whole": root / "whole", "chunked": root / "chunked"}
+    outcomes: dict[str, list[BatchOutcome]] = {}
+    for way, lake in lakes.items():
+        run = _run(lake, root / "reference")
+        outcomes[way] = [
+            process_batch(path, run)
+            if way == "whole"
+            else adjudicate_in_chunks(path, run, partitions, decide_parts_here, chunk)
+            for path in discover_inbox(root / "inbox")[0]
+        ]
+
+    def tally(o: BatchOutcome) -> tuple[object, ...]:
+        return (o.status, o.rows_in, o.rows_decided, o.rows_rejected, o.voided_originals)
+
+    assert [tally(o) for o in outcomes["chunked"]] == [tally(o) for o in outcomes["whole"]]
+    assert [o.by_status for o in outcomes["chunked"]] == [o.by_status for o in outcomes["whole"]]
+    for table in EVENT_TABLES:
+        expected = in_a_fixed_order(eventlog.scan_table(lakes["whole"], table).collect())
+        got = in_a_fixed_order(eventlog.scan_table(lakes["chunked"], table).collect())
+        assert got.equals(expected), table
+    assert list(eventlog.staging_dir(lakes["chunked"]).iterdir()) == []
+    shutil.rmtree(root)
+
+
+def _run(lake: Path, reference: Path) -> RunContext:
+    eventlog.ensure_lake(lake)
+    return RunContext(
+        lake,
+        load_reference(reference),
+        load_ruleset(RULES_DIR / "claims-standard-v1.yaml"),
+        "run",
+        lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
