@@ -52,9 +52,7 @@ def test_a_piece_ends_at_the_last_line_end_outside_quotes() -> None:
 
 
 @given(
-    data=st.lists(st.sampled_from([b"a", b",", b'"', b"\n", b"\r"]), max_size=120).map(
-        b"".join
-    ),
+    data=st.lists(st.sampled_from([b"a", b",", b'"', b"\n", b"\r"]), max_size=120).map(b"".join),
     chunk=st.integers(min_value=1, max_value=40),
 )
 def test_pieces_are_the_file_cut_at_line_ends_outside_quotes(data: bytes, chunk: int) -> None:
