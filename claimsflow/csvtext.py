@@ -30,6 +30,7 @@ READ_ERROR = pl.Struct({"column": pl.String(), "error": pl.String()})
 #: The marks to choose from (the first the file does not hold).
 _LINE_MARKS: Final = tuple(chr(c) for c in (0x1E, 0x1F, 0x1D, 0x1C, *range(0x01, 0x09)))
 _FIRST_MISSING = "_first_missing"
+_NOT_MARKS: Final = bytes(c for c in range(256) if chr(c) not in _LINE_MARKS)
 
 
 class CsvTextError(ValueError):
@@ -67,7 +68,8 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
 def line_marks_in(data: bytes) -> frozenset[str]:
     """The characters that could mark line ends which `data` holds (a file read in
     pieces: the union over its pieces says whether the whole file could be marked)."""
-    return frozenset(m for m in _LINE_MARKS if m.encode() in data)
+    # One pass that keeps only those characters, instead of one search for each.
+    return frozenset(chr(c) for c in set(data.translate(None, _NOT_MARKS)))
 
 
 def no_line_mark_left(held: frozenset[str]) -> bool:

@@ -45,10 +45,14 @@ def test_a_piece_ends_at_the_last_line_end_outside_quotes() -> None:
     # Blocks of 3 bytes: 'h\n"' cuts after 'h\n'; the quoted line end of '"a\nb"'
     # (one quote before it) is no place to cut, so the rest waits for the final
     # line end, after which no quote is open.
-    assert list(csv_pieces(io.BytesIO(data), 3)) == [b"h\n", b'"a\nb",c\nd\n']
-    assert list(csv_pieces(io.BytesIO(data), 100)) == [data]
-    assert list(csv_pieces(io.BytesIO(b"a\nb"), 1)) == [b"a\n", b"b"]
-    assert list(csv_pieces(io.BytesIO(b""), 8)) == []
+    assert _pieces(data, 3) == [b"h\n", b'"a\nb",c\nd\n']
+    assert _pieces(data, 100) == [data]
+    assert _pieces(b"a\nb", 1) == [b"a\n", b"b"]
+    assert _pieces(b"", 8) == []
+
+
+def _pieces(data: bytes, chunk: int) -> list[bytes]:
+    return [b"".join(segments) for segments in csv_pieces(io.BytesIO(data), chunk)]
 
 
 @given(
@@ -56,7 +60,7 @@ def test_a_piece_ends_at_the_last_line_end_outside_quotes() -> None:
     chunk=st.integers(min_value=1, max_value=40),
 )
 def test_pieces_are_the_file_cut_at_line_ends_outside_quotes(data: bytes, chunk: int) -> None:
-    pieces = list(csv_pieces(io.BytesIO(data), chunk))
+    pieces = _pieces(data, chunk)
 
     assert b"".join(pieces) == data
     assert all(pieces)

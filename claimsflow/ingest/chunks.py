@@ -44,30 +44,41 @@ class ReadWhole(Exception):
     module's docstring)."""
 
 
-def csv_pieces(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def csv_pieces(
+    stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[list[bytes | memoryview]]:
     """The stream's bytes in order, in pieces that each end at a line end outside any
     quoted field (the last piece ends where the stream does). Joined, they are the
-    stream's bytes exactly."""
+    stream's bytes exactly.
+
+    A piece comes as the segments it is made of (the rest of the block before, and a
+    view of the block read): the caller joins them once, with whatever goes before.
+    """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
-    carry = b""
+    carry, carry_quotes = b"", 0
     while block := stream.read(chunk_bytes):
-        data = carry + block if carry else block
-        cut = _last_line_end_outside_quotes(data)
-        carry = data[cut:]
-        if cut:
-            yield data[:cut]
+        cut = _after_last_line_end_outside_quotes(block, carry_quotes)
+        if cut == 0:  # no line ends outside quotes yet: the block waits for the next
+            carry, carry_quotes = carry + block, carry_quotes + block.count(_QUOTE)
+            continue
+        view = memoryview(block)
+        yield [carry, view[:cut]] if carry else [view[:cut]]
+        carry = bytes(view[cut:])
+        carry_quotes = carry.count(_QUOTE)
     if carry:
-        yield carry
+        yield [carry]
 
 
-def _last_line_end_outside_quotes(data: bytes) -> int:
-    """Where the text after the last line end outside quotes starts (0: none). `data`
-    starts outside quotes."""
-    quotes = data.count(_QUOTE)
-    end = len(data)
-    while (at := data.rfind(_LINE_END, 0, end)) >= 0:
-        quotes -= data.count(_QUOTE, at, end)
+def _after_last_line_end_outside_quotes(block: bytes, quotes_before: int) -> int:
+    """Where the text after the last line end outside quotes starts (0: none), in a
+    block that `quotes_before` quotes precede since the last cut."""
+    if quotes_before == 0 and _QUOTE not in block:  # the usual batch: no quotes at all
+        return block.rfind(_LINE_END) + 1
+    quotes = quotes_before + block.count(_QUOTE)
+    end = len(block)
+    while (at := block.rfind(_LINE_END, 0, end)) >= 0:
+        quotes -= block.count(_QUOTE, at, end)
         if quotes % 2 == 0:
             return at + 1
         end = at
@@ -105,15 +116,18 @@ def read_csv_chunks(
         before = os.fstat(stream.fileno())
         if not stat.S_ISREG(before.st_mode):
             raise InboxFileUnavailable(name, "is no longer a file")
-        for piece in csv_pieces(stream, chunk_bytes):
-            digest.update(piece)
-            marks |= line_marks_in(piece)
+        for segments in csv_pieces(stream, chunk_bytes):
+            for segment in segments:
+                digest.update(segment)
+            if not header:
+                text = b"".join(segments)
+                header = _header_line(text)
+            else:
+                text = b"".join([header, *segments])
+            del segments
+            marks |= line_marks_in(text)
             if no_line_mark_left(marks):
                 raise ReadWhole(name)
-            if not header:
-                header, text = _header_line(piece), piece
-            else:
-                text = header + piece
             try:
                 frame = read_batch_bytes(text, "csv", with_raw=False)
             except UnreadableBatch:
