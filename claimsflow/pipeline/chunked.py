@@ -44,6 +44,7 @@ from claimsflow.core.history import duplicate_keys
 from claimsflow.core.repeats import repeats_earlier_row
 from claimsflow.core.rules.ruleset import RuleSet
 from claimsflow.core.validation import CORRECTIONS, EarlierRows, validate_batch
+from claimsflow.faults import crash_point
 from claimsflow.ingest.chunks import CHUNK_BYTES, ReadWhole, batch_id_of_file, read_csv_chunks
 from claimsflow.ingest.reading import batch_format
 from claimsflow.lake import eventlog
@@ -116,6 +117,7 @@ def prepare_in_chunks(
         return skip_batch(run, identity)
     step("reading", batch=path.name)
     repeated, named, rows_in = _first_pass(path, identity.batch_id, chunk_bytes)
+    crash_point("after-read")
     decided = LakeHistory(run.lake).decided_among(named)
     del named
     step("validating", batch=path.name, rows=rows_in)
