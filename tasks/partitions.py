@@ -28,7 +28,7 @@ from prefect.runtime import task_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from claimsflow.core.rules.ruleset import RuleSet
-from claimsflow.ingest.chunks import ReadWhole
+from claimsflow.ingest.chunks import ReadWhole, batch_id_of_file
 from claimsflow.ingest.inbox import InboxFileUnavailable, NotRead
 from claimsflow.ingest.sql_source import SqlIncrement
 from claimsflow.pipeline import batch as pipeline
@@ -51,7 +51,7 @@ from claimsflow.pipeline.partitioning import (
     parts_folder,
 )
 from claimsflow.pipeline.run import ProcessBatch
-from claimsflow.text import shown_name
+from claimsflow.text import printable, shown_name
 from tasks.adjudication import adjudicate_file, adjudicate_sql_increment, log_outcome, not_read
 
 Executor = Literal["local", "dask"]
@@ -174,15 +174,18 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
         return not_read(exc)
 
 
-@task(name="prepare-batch", cache_policy=NONE, task_run_name="prepare-{path}")
+@task(name="prepare-batch-in-chunks", cache_policy=NONE, task_run_name="prepare-{path}")
 def prepare_batch_in_chunks(
-    path: Path, run: RunContext, partitions: int, work: Path
+    path: Path, batch_id: str, run: RunContext, partitions: int, work: Path
 ) -> BatchOutcome | ChunkedBatch | NotRead | None:
     """A local CSV batch read and validated a chunk at a time, its valid cases written
     to its parts under `work`; None when it must be read whole."""
     try:
-        return chunked.prepare_in_chunks(path, run, partitions, work)
-    except ReadWhole:
+        return chunked.prepare_in_chunks(path, batch_id, run, partitions, work)
+    except ReadWhole as exc:
+        get_run_logger().info(
+            "batch %s is read whole: %s", shown_name(path.name), printable(str(exc))
+        )
         return None
     except InboxFileUnavailable as exc:
         return not_read(exc)
@@ -234,8 +237,12 @@ def adjudicate_csv_in_chunks(
 ) -> BatchOutcome | NotRead | None:
     """A local CSV batch prepared a chunk at a time, decided in parts on `runner`, and
     recorded from the parts' files; None when it must be read whole."""
-    with parts_folder(run, "chunked") as work:
-        prepared = prepare_batch_in_chunks(path, run, execution.partitions, work)
+    try:
+        batch_id = batch_id_of_file(path)
+    except InboxFileUnavailable as exc:
+        return not_read(exc)
+    with parts_folder(run, batch_id) as work:
+        prepared = prepare_batch_in_chunks(path, batch_id, run, execution.partitions, work)
         if prepared is None or isinstance(prepared, NotRead):
             return prepared
         if isinstance(prepared, BatchOutcome):

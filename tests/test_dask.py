@@ -58,10 +58,16 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """A generated inbox (three batches: CSV, JSON Lines, Parquet; a few percent of
-    invalid rows; repeated members, so later batches meet earlier ones' history)
-    and its one-piece local run."""
+    invalid rows; repeated members, so later batches meet earlier ones' history;
+    then a CSV file that is not UTF-8) and its one-piece local run.
+
+    The dask runs prepare the CSV batches a chunk at a time (claimsflow/pipeline/
+    chunked.py); the unreadable one is then read whole, and rejected with the
+    one-piece run's reason."""
     root = tmp_path_factory.mktemp("dask-world")
     write_sample(root, 2400, 3, seed=9)
+    first = sorted((root / "inbox").glob("*.csv"))[0].read_bytes()
+    (root / "inbox" / "batch-9999.csv").write_bytes(first.replace(b"\n", b"\n\xff", 1))
     lake = root / "local-lake"
     # A clock that moves with each batch, as a real one does: the sample's later
     # batches void and replace cases of earlier ones, and the latest decision of a
@@ -180,7 +186,9 @@ def test_a_dask_run_fails_whole_on_a_killed_worker_then_records_what_the_local_r
 
     assert marker.exists()  # a worker did die during the rerun
     assert rerun.returncode == 1, rerun.stderr[-3000:]  # the sample has invalid rows
-    assert "batches: 3 processed, 0 skipped, 0 rejected" in rerun.stdout
+    assert "batches: 3 processed, 0 skipped, 1 rejected" in rerun.stdout
+    read_whole = "batch batch-9999.csv is read whole: is not valid UTF-8"
+    assert read_whole in rerun.stdout + rerun.stderr
     decided = catalog_rows(world.local_lake, "SELECT count(*) FROM case_decisions")[0][0]
     assert decided > 2000  # most of the 2,400 generated rows are valid
     assert_same_as_local(lake, world)

@@ -1,17 +1,21 @@
 """A local CSV batch read a chunk of whole lines at a time (issue 15): the partitioned
 executors' coordinator never holds a 10M-case file, nor its text frame, whole.
 
-The file is cut into pieces that each end at a line end outside any quoted field (a
-line end is inside a quoted field exactly when an odd number of quotes come before
-it: a quote inside a quoted field is written twice). A piece holds whole lines, so
-parsed after the file's header line it gives the rows the whole file gives there
+The file is cut into pieces that each end at a line end outside any quoted field. In
+a CSV whose quotes are all where RFC 4180 puts them (a quote opens a field, closes
+it, or is doubled inside it), a line end is inside a quoted field exactly when an
+odd number of quotes come before it; every piece that holds a quote is checked to
+be such a CSV (`quotes_in_place`). A piece holds whole lines, so parsed after the
+file's header line it gives the rows the whole file gives there
 (`reading.read_batch_bytes`), numbered on from the rows before it.
 
-Only a file whose every piece reads is read this way. A piece that does not read
-(`UnreadableBatch`), or pieces that between them hold every control character the
-CSV reader could mark lines with, send the caller back to reading the file whole:
-the whole file's reason, and its quarantine, are then exactly those of the
-one-piece run.
+Only a file whose every piece reads that way is read in chunks. A piece that does
+not read on its own (`UnreadableBatch`), a quote out of place (a stray `5" cut` in a
+free-text column: the reader keeps it as text, so counting quotes would cut inside a
+field), a line longer than `_longest_line` bytes, or pieces that between them hold
+every control character the CSV reader could mark lines with: each raises
+`ReadWhole`, and the caller reads the file whole. The whole file's rows, or its
+reason and its quarantine, are then exactly those of the one-piece run.
 
 The file is read more than once (the coordinator's passes), so each pass hashes what
 it reads and checks it against the batch id: a file that changed in between is
@@ -21,53 +25,74 @@ it reads and checks it against the batch id: a file that changed in between is
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
+import numpy as np
 import polars as pl
 
 from claimsflow.csvtext import line_marks_in, no_line_mark_left
-from claimsflow.ingest.inbox import InboxFileUnavailable
+from claimsflow.ingest.inbox import InboxFileUnavailable, os_reason
 from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
 from claimsflow.vocabulary import ROW_NUMBER
 
 #: Bytes read at a time: ~0.8M rows of a typical batch, ~0.2 GiB of text frame.
 CHUNK_BYTES: Final = 64 << 20
 _QUOTE, _LINE_END = b'"', b"\n"
+_VANISHED: Final = "vanished after the inbox was listed"
+#: What may come before a quote that opens a field (or the second of a doubled
+#: quote), and after one that closes it (or the first of a doubled quote).
+_BEFORE_OPENING: Final = np.frombuffer(b',\n"', dtype=np.uint8)
+_AFTER_CLOSING: Final = np.frombuffer(b',\r\n"', dtype=np.uint8)
 
 
 class ReadWhole(Exception):
-    """The file must be read whole: some piece does not read on its own (see the
-    module's docstring)."""
+    """The file must be read whole: some piece does not read on its own (the
+    message says why; see the module's docstring)."""
 
 
 def csv_pieces(
     stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[list[bytes | memoryview]]:
     """The stream's bytes in order, in pieces that each end at a line end outside any
-    quoted field (the last piece ends where the stream does). Joined, they are the
-    stream's bytes exactly.
+    quoted field, counting quotes (the last piece ends where the stream does).
+    Joined, they are the stream's bytes exactly.
 
-    A piece comes as the segments it is made of (the rest of the block before, and a
-    view of the block read): the caller joins them once, with whatever goes before.
+    A piece comes as the segments it is made of (what was left of the blocks before,
+    and a view of the last block read): the caller joins them once, with whatever
+    goes before. `ReadWhole` when no line end outside quotes comes for more than
+    `_longest_line(chunk_bytes)` bytes.
     """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
-    carry, carry_quotes = b"", 0
+    pending: list[bytes] = []
+    pending_bytes = pending_quotes = 0
     while block := stream.read(chunk_bytes):
-        cut = _after_last_line_end_outside_quotes(block, carry_quotes)
-        if cut == 0:  # no line ends outside quotes yet: the block waits for the next
-            carry, carry_quotes = carry + block, carry_quotes + block.count(_QUOTE)
+        cut = _after_last_line_end_outside_quotes(block, pending_quotes)
+        if cut == 0:  # no line end outside quotes yet: the block waits for the next
+            pending.append(block)
+            pending_bytes += len(block)
+            pending_quotes += block.count(_QUOTE)
+            if pending_bytes > _longest_line(chunk_bytes):
+                raise ReadWhole(f"no line end for more than {pending_bytes} bytes")
             continue
         view = memoryview(block)
-        yield [carry, view[:cut]] if carry else [view[:cut]]
-        carry = bytes(view[cut:])
-        carry_quotes = carry.count(_QUOTE)
-    if carry:
-        yield [carry]
+        yield [*pending, view[:cut]]
+        rest = bytes(view[cut:])
+        del view, block  # not held while the next block is read
+        pending = [rest] if rest else []
+        pending_bytes, pending_quotes = len(rest), rest.count(_QUOTE)
+    if pending:
+        yield [*pending]
+
+
+def _longest_line(chunk_bytes: int) -> int:
+    """The longest run of bytes without a line end outside quotes read in chunks."""
+    return max(4 * chunk_bytes, 1 << 20)
 
 
 def _after_last_line_end_outside_quotes(block: bytes, quotes_before: int) -> int:
@@ -83,6 +108,28 @@ def _after_last_line_end_outside_quotes(block: bytes, quotes_before: int) -> int
             return at + 1
         end = at
     return 0
+
+
+def quotes_in_place(text: bytes) -> bool:
+    """Whether every quote of `text` (which starts outside quotes) is where RFC 4180
+    puts one, so that counting quotes tells a line end inside a quoted field.
+
+    Counted from the start, a quote with an even number of quotes before it opens a
+    field (after a comma, a line end or the start) or is the second of a doubled
+    quote; one with an odd number closes a field (before a comma, a line end, the
+    end) or is the first of a doubled quote. A quote elsewhere (`5" cut`, `"a"b`)
+    is text to the reader, or an error: the count would go wrong from there.
+    """
+    if _QUOTE not in text:
+        return True
+    data = np.frombuffer(text, dtype=np.uint8)
+    at = np.flatnonzero(data == _QUOTE[0])
+    opening, closing = at[0::2], at[1::2]
+    before = data[np.maximum(opening - 1, 0)]
+    after = data[np.minimum(closing + 1, data.size - 1)]
+    opens = (opening == 0) | np.isin(before, _BEFORE_OPENING)
+    closes = (closing == data.size - 1) | np.isin(after, _AFTER_CLOSING)
+    return bool(opens.all() and closes.all())
 
 
 def _header_line(first: bytes) -> bytes:
@@ -102,20 +149,15 @@ def read_csv_chunks(
     `read_batch_bytes(<the file>, "csv", with_raw=False)`, with the file's row_number.
 
     Raises `ReadWhole` when the file must be read whole instead (before or after
-    some frames), and, once every piece is read, `InboxFileUnavailable` if the bytes
-    read are not those of `batch_id` (SHA-256) or the file changed meanwhile.
+    some frames), and `InboxFileUnavailable` when it cannot be read or, once every
+    piece is read, if the bytes read are not those of `batch_id` (SHA-256) or the
+    file changed meanwhile.
     """
     name = path.name
     digest = hashlib.sha256()
     header, rows, marks = b"", 0, frozenset[str]()
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        raise InboxFileUnavailable(name, f"could not be read ({exc.strerror})") from None
-    with stream:
+    with _open_regular(path) as stream:
         before = os.fstat(stream.fileno())
-        if not stat.S_ISREG(before.st_mode):
-            raise InboxFileUnavailable(name, "is no longer a file")
         for segments in csv_pieces(stream, chunk_bytes):
             for segment in segments:
                 digest.update(segment)
@@ -125,21 +167,24 @@ def read_csv_chunks(
             else:
                 text = b"".join([header, *segments])
             del segments
+            if not quotes_in_place(text):
+                raise ReadWhole("a quote where a CSV field cannot hold one")
             marks |= line_marks_in(text)
             if no_line_mark_left(marks):
-                raise ReadWhole(name)
+                raise ReadWhole("every control character that could mark its lines")
             try:
                 frame = read_batch_bytes(text, "csv", with_raw=False)
-            except UnreadableBatch:
-                raise ReadWhole(name) from None
+            except UnreadableBatch as exc:
+                raise ReadWhole(str(exc)) from None
             del text
             if rows:
                 frame = frame.with_columns(pl.col(ROW_NUMBER) + rows)
             rows += frame.height
             yield frame
+            del frame  # not held while the next piece is read and parsed
         after = os.fstat(stream.fileno())
     if not header:
-        raise ReadWhole(name)  # an empty file: unreadable, as the whole read says
+        raise ReadWhole("the file is empty")
     changed = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
     if changed or digest.hexdigest() != batch_id:
         raise InboxFileUnavailable(name, "changed while it was read")
@@ -148,8 +193,19 @@ def read_csv_chunks(
 def batch_id_of_file(path: Path) -> str:
     """Spec §6's batch id (SHA-256 of the bytes) of a local file, read a block at a
     time; `InboxFileUnavailable` if it cannot be read."""
-    try:
-        with path.open("rb") as stream:
+    with _open_regular(path) as stream:
+        try:
             return hashlib.file_digest(stream, "sha256").hexdigest()
+        except OSError as exc:
+            raise InboxFileUnavailable(path.name, os_reason(exc, _VANISHED)) from None
+
+
+def _open_regular(path: Path) -> io.BufferedReader:
+    """The file opened for reading, if it is still a regular file (a FIFO put in its
+    place would block the read); else `InboxFileUnavailable`, in the inbox's words."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InboxFileUnavailable(path.name, "is no longer a file")
+        return path.open("rb")
     except OSError as exc:
-        raise InboxFileUnavailable(path.name, f"could not be read ({exc.strerror})") from None
+        raise InboxFileUnavailable(path.name, os_reason(exc, _VANISHED)) from None

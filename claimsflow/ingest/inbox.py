@@ -40,6 +40,7 @@ __all__ = [
     "discover_inbox",
     "discover_remote_inbox",
     "list_inbox",
+    "os_reason",
     "read_inbox_file",
 ]
 
@@ -147,7 +148,7 @@ def read_inbox_file(path: Location) -> bytes:
         after = path.stat()
     except OSError as exc:
         raise InboxFileUnavailable(
-            name, _os_reason(exc, "vanished after the inbox was listed")
+            name, os_reason(exc, "vanished after the inbox was listed")
         ) from None
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or len(
         data
@@ -257,10 +258,12 @@ def _entry_reason(exc: BaseException) -> str:
     """Why an entry cannot be examined, in words (never a path of the machine)."""
     if isinstance(exc, RuntimeError):  # Path.resolve on a loop, before Python 3.13
         return "a symbolic link loop"
-    return _os_reason(exc, "a link to nothing")
+    return os_reason(exc, "a link to nothing")
 
 
-def _os_reason(exc: BaseException, missing: str) -> str:
+def os_reason(exc: BaseException, missing: str) -> str:
+    """Why a listed file could not be read, in the inbox's words (`missing`: when it
+    is gone)."""
     code = getattr(exc, "errno", None)
     if code == errno.ELOOP:
         return "a symbolic link loop"

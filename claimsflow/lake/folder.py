@@ -30,16 +30,15 @@ from claimsflow.lake.layout import (
     EMPTY_BATCH,
     QUARANTINE,
     REASON_FILE,
-    ROW_GROUP_ROWS,
     SKIPS,
     TABLE_SCHEMAS,
-    ZSTD_LEVEL,
     BatchAlreadyRecorded,
     LogSize,
     Table,
     empty_scan,
     empty_tables,
     quarantine_reason,
+    write_table,
 )
 from claimsflow.lake.storage import glob_escape, sql_text
 
@@ -184,15 +183,7 @@ class FolderLake:
         try:
             for table, frame in tables.items():
                 path = aside / f"{table}.parquet"
-                # The streaming sink encodes row groups in parallel: ~1.5x faster than
-                # write_parquet on a 10M-row table; same columns, types and statistics.
-                frame.lazy().sink_parquet(
-                    path,
-                    compression="zstd",
-                    compression_level=ZSTD_LEVEL,
-                    row_group_size=ROW_GROUP_ROWS,
-                    statistics=True,
-                )
+                write_table(frame, path)
                 fsync_path(path)
                 crash_point("while-writing-parquet")
             fsync_path(aside)

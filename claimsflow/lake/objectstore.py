@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -44,6 +45,7 @@ from claimsflow.lake.layout import (
     empty_tables,
     parquet_bytes,
     quarantine_reason,
+    write_table,
 )
 from claimsflow.lake.storage import (
     RemoteLocation,
@@ -217,14 +219,30 @@ class ObjectStoreLake:
                 continue
             # Plain writes: an object already under this name is a leftover of a publish
             # that was cut short (no record, so no reader sees it); it is replaced whole.
-            write_object(fs, folder.path(f"{table}.parquet"), parquet_bytes(frame), exclusive=False)
+            data = self._parquet_bytes(frame)
+            write_object(fs, folder.path(f"{table}.parquet"), data, exclusive=False)
+            del data
             crash_point("while-writing-parquet")
         crash_point("before-publish")
-        if not write_object(fs, record, parquet_bytes(tables[RECORD_TABLE]), exclusive=True):
+        if not write_object(fs, record, self._parquet_bytes(tables[RECORD_TABLE]), exclusive=True):
             if missing_ok:
                 return folder
             raise BatchAlreadyRecorded(name)
         return folder
+
+    def _parquet_bytes(self, table: Table) -> bytes:
+        """A table as one object's bytes. A table read from files (a partitioned
+        batch's) is encoded to a local file first, as it is read: only its encoded
+        bytes are held, never the table."""
+        if isinstance(table, pl.DataFrame):
+            return parquet_bytes(table)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        aside = self.staging_dir / f"object-{uuid.uuid4().hex}.parquet"
+        try:
+            write_table(table, aside)
+            return aside.read_bytes()
+        finally:
+            aside.unlink(missing_ok=True)
 
     def record_skip(self, run_id: str, batch_id: str, record: pl.DataFrame) -> RemoteLocation:
         data = parquet_bytes(record)

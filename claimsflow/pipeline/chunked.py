@@ -1,5 +1,7 @@
 """A local CSV batch prepared a chunk at a time and decided in parts (issue 15): the
-partitioned executors' coordinator never holds the whole batch, in any form.
+partitioned executors' coordinator never holds the whole batch, only a chunk of it
+at a time and the few columns of the whole that its verdicts and history need
+(case_ids; the history's keys of the valid cases; the correction rows).
 
 The one-piece run reads a batch whole, validates it whole and holds its typed cases
 until they are recorded (~3.7 GiB at its peak for 10M cases). Here the coordinator
@@ -100,19 +102,20 @@ class ChunkedBatch:
 
 def prepare_in_chunks(
     path: Path,
+    batch_id: str,
     run: RunContext,
     partitions: int,
     work: Path,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome | ChunkedBatch:
-    """Identify a local CSV batch, then read and validate it a chunk at a time into
-    `work` (steps 1-3 of the module's docstring): SKIPPED if it was recorded before.
+    """Read and validate a local CSV batch (`batch_id`: `chunks.batch_id_of_file`) a
+    chunk at a time into `work` (steps 1-3 of the module's docstring): SKIPPED if it
+    was recorded before.
 
     Raises `chunks.ReadWhole` when the file must be read whole instead, and
     `InboxFileUnavailable` when it cannot be read or changed while it was read.
     """
-    started = time.perf_counter()
-    identity = BatchIdentity(batch_id_of_file(path), path.name, "file", started)
+    identity = BatchIdentity(batch_id, path.name, "file", time.perf_counter())
     if eventlog.batch_recorded(run.lake, identity.batch_id):
         return skip_batch(run, identity)
     step("reading", batch=path.name)
@@ -143,6 +146,10 @@ def prepare_in_chunks(
         valid += cases.height
         rejected += validated.rejections.height
         del validated, cases, adjudicated, correcting
+    if valid + rejected != rows_in:  # the two passes read the same rows, or nothing is recorded
+        raise PartitioningError(
+            f"{path.name}: {valid} valid and {rejected} rejected row(s) of {rows_in} read"
+        )
     folders = sorted(p for p in work.glob("part-*") if (p / _CASES).is_dir())
     return ChunkedBatch(identity, rows_in, work, folders, to_adjudicate, valid, rejected)
 
@@ -156,9 +163,11 @@ def _first_pass(path: Path, batch_id: str, chunk_bytes: int) -> tuple[pl.Series,
     for raw in read_csv_chunks(path, batch_id, chunk_bytes):
         case_ids.append(raw["case_id"])
         if "original_case_id" in raw.columns:
-            originals.append(raw["original_case_id"].alias("case_id"))
+            # Mostly empty (an original claim names none); an empty one names no case.
+            named = raw["original_case_id"].alias("case_id")
+            originals.append(named.filter(named != ""))
         del raw
-    every = pl.concat(case_ids, rechunk=True) if case_ids else pl.Series("case_id", [], pl.String)
+    every = pl.concat(case_ids, rechunk=True)  # a file has one piece at least
     del case_ids
     rows = every.len()
     repeated = pl.int_range(1, rows + 1, dtype=pl.Int64, eager=True).filter(
@@ -267,12 +276,13 @@ def adjudicate_in_chunks(
 ) -> BatchOutcome:
     """One local CSV batch prepared a chunk at a time, decided in parts and recorded;
     read whole (`process_batch` in parts) when it is not one, or when its pieces do
-    not all read."""
+    not all read. `InboxFileUnavailable` when it cannot be read."""
     if not reads_in_chunks(path):
         return process_batch(path, run, conclude_in_partitions(run, partitions, run_parts))
-    with parts_folder(run, "chunked") as work:
+    batch_id = batch_id_of_file(path)
+    with parts_folder(run, batch_id) as work:
         try:
-            prepared = prepare_in_chunks(path, run, partitions, work, chunk_bytes)
+            prepared = prepare_in_chunks(path, batch_id, run, partitions, work, chunk_bytes)
         except ReadWhole:
             prepared = None
         if isinstance(prepared, ChunkedBatch):

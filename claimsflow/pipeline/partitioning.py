@@ -19,6 +19,8 @@ outputs go from their files into the batch's event tables as the log is written
 memory.
 
     <work>/part-00000/cases.parquet         the part's valid cases, in file order
+                                            (cases/<chunk>.parquet, chunk after
+                                            chunk, for claimsflow/pipeline/chunked.py)
                       members.parquet       reference rows of the part's members
                       providers.parquet     the whole provider table
                       fee_schedule.parquet  the whole fee schedule
