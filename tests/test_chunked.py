@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from claimsflow.core.reference import load_reference
 from claimsflow.core.rules.ruleset import load_ruleset
-from claimsflow.ingest.chunks import ReadWhole, quotes_in_place, csv_pieces, read_csv_chunks
+from claimsflow.ingest.chunks import ReadWhole, csv_pieces, quotes_in_place, read_csv_chunks
 from claimsflow.ingest.inbox import InboxFileUnavailable, discover_inbox
 from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
 from claimsflow.lake import eventlog
@@ -52,11 +52,12 @@ def test_a_piece_ends_at_the_last_line_end_outside_quotes() -> None:
 
 
 def test_a_line_longer_than_four_chunks_and_a_mebibyte_is_read_whole() -> None:
-    line = b"x" * ((1 << 20) + 1)
+    line = b"x" * ((1 << 20) + 4096)
 
     with pytest.raises(ReadWhole, match="no line end for more than"):
         _pieces(b"a\n" + line + b"\n", 1024)
-    assert _pieces(b"a\n" + line[:-2] + b"\nb", 1024) == [b"a\n" + line[:-2] + b"\n", b"b"]
+    short = line[: 1 << 19]
+    assert _pieces(b"a\n" + short + b"\nb", 1024) == [b"a\n", short + b"\n", b"b"]
 
 
 @pytest.mark.parametrize(
@@ -79,17 +80,34 @@ def test_quotes_out_of_place_are_found(text: bytes, in_place: bool) -> None:
     assert quotes_in_place(text) is in_place
 
 
-def test_a_stray_quote_sends_the_file_to_the_whole_read(tmp_path: Path) -> None:
+def test_a_stray_quote_sends_the_file_to_the_whole_read(
+    tmp_path: Path, reference_dir: Path
+) -> None:
     # Counted, the stray quote of `5"` would put the line end after `"p` outside
     # quotes and cut the quoted cell "p\nq" in two.
-    data = b'case_id,note\nC1,5" cut\nC2,"p\nq"\nC3,x\n'
-    path = tmp_path / "b.csv"
-    path.write_bytes(data)
+    def line(case_id: str, note: str) -> str:
+        row = case_row(case_id)
+        return ",".join([*(row[c] for c in REQUIRED_HEADER), note]) + "\n"
 
-    with pytest.raises(ReadWhole, match="a quote where a CSV field cannot hold one"):
-        list(read_csv_chunks(path, batch_id_of_bytes(data), 16))
-    whole = read_batch_bytes(data, "csv", with_raw=False, required=("case_id",))
-    assert whole["note"].to_list() == ['5" cut', "p\nq", "x"]
+    header = ",".join([*REQUIRED_HEADER, "note"]) + "\n"
+    data = (header + line("C1", '5" cut') + line("C2", '"p\nq"') + line("C3", "x")).encode()
+    outcomes: dict[str, BatchOutcome] = {}
+    for way in ("whole", "chunked"):
+        inbox = tmp_path / way / "inbox"
+        inbox.mkdir(parents=True)
+        path = inbox / "b.csv"
+        path.write_bytes(data)
+        run = _run(tmp_path / way / "lake", reference_dir)
+        if way == "whole":
+            outcomes[way] = process_batch(path, run)
+        else:
+            with pytest.raises(ReadWhole, match="a quote where a CSV field cannot hold one"):
+                list(read_csv_chunks(path, batch_id_of_bytes(data), 16))
+            outcomes[way] = adjudicate_in_chunks(path, run, 2, decide_parts_here, 16)
+
+    # The reader refuses the file (the stray quote confuses it): the same verdict.
+    assert outcomes["chunked"].status == outcomes["whole"].status == REJECTED
+    assert outcomes["chunked"].reason == outcomes["whole"].reason
 
 
 def _pieces(data: bytes, chunk: int) -> list[bytes]:
