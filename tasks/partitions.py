@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,16 +218,14 @@ def adjudicate_in_partitions(
     # The parts' folders hold their outputs until the batch's tables are written from
     # them (the coordinator never reads them all back, issue 15).
     with parts_folder(run, prepared.batch_id) as work:
-        started = time.perf_counter()
-        decided = decide_in_partitions(prepared, run, execution.partitions, parts_on(runner), work)
-        get_run_logger().info(
-            "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
-            shown_name(prepared.source),
-            decided.rows_decided,
-            execution.partitions,
-            time.perf_counter() - started,
+        outcome = _decided_and_recorded(
+            prepared.identity,
+            lambda: decide_in_partitions(
+                prepared, run, execution.partitions, parts_on(runner), work
+            ),
+            run,
+            execution,
         )
-        outcome = record_batch(prepared.identity, decided, run)
     log_outcome(outcome)
     return outcome
 
@@ -248,18 +246,31 @@ def adjudicate_csv_in_chunks(
         if isinstance(prepared, BatchOutcome):
             log_outcome(prepared)
             return prepared
-        started = time.perf_counter()
-        decided = chunked.decide_in_chunks(prepared, run, parts_on(runner))
-        get_run_logger().info(
-            "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
-            shown_name(prepared.identity.source),
-            decided.rows_decided,
-            execution.partitions,
-            time.perf_counter() - started,
+        ready: ChunkedBatch = prepared  # what the closure below sees, as narrowed here
+        outcome = _decided_and_recorded(
+            ready.identity,
+            lambda: chunked.decide_in_chunks(ready, run, parts_on(runner)),
+            run,
+            execution,
         )
-        outcome = record_batch(prepared.identity, decided, run)
     log_outcome(outcome)
     return outcome
+
+
+def _decided_and_recorded(
+    batch: BatchIdentity, decide: Callable[[], DecidedBatch], run: RunContext, execution: Execution
+) -> BatchOutcome:
+    """A prepared batch decided in parts (`decide`), then recorded in one step."""
+    started = time.perf_counter()
+    decided = decide()
+    get_run_logger().info(
+        "batch %s: %d valid case(s) decided in %d partition(s) in %.2fs",
+        shown_name(batch.source),
+        decided.rows_decided,
+        execution.partitions,
+        time.perf_counter() - started,
+    )
+    return record_batch(batch, decided, run)
 
 
 def process_on(execution: Execution, runner: TaskRunner[Any] | None) -> ProcessBatch:
