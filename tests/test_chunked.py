@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from claimsflow.core.reference import load_reference
 from claimsflow.core.rules.ruleset import load_ruleset
-from claimsflow.ingest.chunks import ReadWhole, csv_pieces, quotes_in_place, read_csv_chunks
+from claimsflow.ingest.chunks import (
+    ReadWhole,
+    csv_pieces,
+    quotes_in_place,
+    read_csv_chunks,
+    read_parquet_chunks,
+)
 from claimsflow.ingest.inbox import InboxFileUnavailable, discover_inbox
 from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
 from claimsflow.lake import eventlog
@@ -181,6 +187,42 @@ def test_a_csv_read_in_chunks_is_the_whole_files_rows(
     assert got.equals(whole)
 
 
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=4)),
+            st.one_of(st.none(), st.integers(-(10**6), 10**6)),
+            st.one_of(st.none(), st.dates()),
+        ),
+        max_size=40,
+    ),
+    rows=st.integers(min_value=1, max_value=12),
+)
+def test_a_parquet_read_in_slices_is_the_whole_files_rows(
+    tmp_path_factory: pytest.TempPathFactory,
+    values: list[tuple[str | None, int | None, dt.date | None]],
+    rows: int,
+) -> None:
+    # Typed columns (text, integers, dates) become the text a CSV would carry.
+    typed = pl.DataFrame(
+        {
+            **{c: [v[0] for v in values] for c in REQUIRED_HEADER if c != "units"},
+            "units": [v[1] for v in values],
+            "service_date": [v[2] for v in values],
+        },
+        schema_overrides={"units": pl.Int64, "service_date": pl.Date},
+    )
+    path = tmp_path_factory.mktemp("slices") / "b.parquet"
+    typed.write_parquet(path, row_group_size=7)
+    data = path.read_bytes()
+
+    got = pl.concat(list(read_parquet_chunks(path, batch_id_of_bytes(data), rows)))
+
+    assert got.equals(read_batch_bytes(data, "parquet", with_raw=False))
+    assert got["row_number"].to_list() == list(range(1, len(values) + 1))
+
+
 def test_a_file_that_changed_between_reads_is_not_read(tmp_path: Path) -> None:
     data = csv_bytes([case_row("C1"), case_row("C2")])
     path = tmp_path / "b.csv"
@@ -323,7 +365,7 @@ def test_a_file_changed_between_the_passes_is_left_for_the_next_run(
 # A few examples: each writes a sample and runs it twice (~5 s); the reading and the
 # verdicts across chunks have property tests of their own above.
 @settings(
-    max_examples=examples(4),
+    max_examples=examples(6),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -334,6 +376,7 @@ def test_a_file_changed_between_the_passes_is_left_for_the_next_run(
     partitions=st.integers(min_value=1, max_value=5),
     # From ~25 rows a piece (a piece per line: the hand-made test above) to the batch.
     chunk=st.integers(min_value=2_000, max_value=80_000),
+    fmt=st.sampled_from(["csv", "parquet"]),
 )
 def test_any_chunking_gives_the_one_piece_event_log(
     tmp_path_factory: pytest.TempPathFactory,
@@ -342,11 +385,13 @@ def test_any_chunking_gives_the_one_piece_event_log(
     batches: int,
     partitions: int,
     chunk: int,
+    fmt: str,
 ) -> None:
     root = tmp_path_factory.mktemp("chunked")
     # Repeated case_ids, invalid rows, and from the second batch on corrections
-    # (voids and replacements) of earlier batches' cases.
-    write_sample(root, cases, batches, seed, formats=("csv",))
+    # (voids and replacements) of earlier batches' cases. A Parquet batch is read
+    # in slices of chunk / 80 rows (25 rows and up).
+    write_sample(root, cases, batches, seed, formats=(fmt,))
     lakes = {"whole": root / "whole", "chunked": root / "chunked"}
     outcomes: dict[str, list[BatchOutcome]] = {}
     for way, lake in lakes.items():

@@ -1,5 +1,10 @@
-"""A local CSV batch read a chunk of whole lines at a time (issue 15): the partitioned
-executors' coordinator never holds a 10M-case file, nor its text frame, whole.
+"""A local CSV batch read a chunk of whole lines at a time, or a Parquet batch a
+slice of rows at a time (issue 15): the partitioned executors' coordinator never
+holds a 10M-case text frame whole (nor, for a CSV batch, its file).
+
+A Parquet batch is read from its bytes (held: they are compressed), a slice of rows
+at a time, each slice as the whole file's reader reads it (`read_batch_bytes` with
+`rows`). The rest of this docstring is about CSV.
 
 The file is cut into pieces that each end at a line end outside any quoted field. In
 a CSV whose quotes are all where RFC 4180 puts them (a quote opens a field, closes
@@ -11,9 +16,10 @@ file's header line it gives the rows the whole file gives there
 
 Only a file whose every piece reads that way is read in chunks. A piece that does
 not read on its own (`UnreadableBatch`), a quote out of place (a stray `5" cut` in a
-free-text column: the reader keeps it as text, so counting quotes would cut inside a
-field), a line longer than `_longest_line` bytes, or pieces that between them hold
-every control character the CSV reader could mark lines with: each raises
+free-text column: the reader keeps it as text or refuses the file, and counting
+quotes would cut inside a field), a line longer than `_longest_line` bytes, or
+pieces that between them hold every control character the CSV reader could mark
+lines with: each raises
 `ReadWhole`, and the caller reads the file whole. The whole file's rows, or its
 reason and its quarantine, are then exactly those of the one-piece run.
 
@@ -37,11 +43,14 @@ import polars as pl
 
 from claimsflow.csvtext import line_marks_in, no_line_mark_left
 from claimsflow.ingest.inbox import InboxFileUnavailable, os_reason
-from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
+from claimsflow.ingest.reading import UnreadableBatch, batch_format, read_batch_bytes
 from claimsflow.vocabulary import ROW_NUMBER
 
 #: Bytes read at a time: ~0.8M rows of a typical batch, ~0.2 GiB of text frame.
 CHUNK_BYTES: Final = 64 << 20
+#: A case row's bytes in a typical CSV batch: a Parquet batch is read in pieces of as
+#: many rows as a CSV piece holds.
+CSV_ROW_BYTES: Final = 80
 _QUOTE, _LINE_END = b'"', b"\n"
 _VANISHED: Final = "vanished after the inbox was listed"
 #: What may come before a quote that opens a field (or the second of a doubled
@@ -188,6 +197,52 @@ def read_csv_chunks(
     changed = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
     if changed or digest.hexdigest() != batch_id:
         raise InboxFileUnavailable(name, "changed while it was read")
+
+
+def read_parquet_chunks(
+    path: Path, batch_id: str, rows: int = CHUNK_BYTES // CSV_ROW_BYTES
+) -> Iterator[pl.DataFrame]:
+    """A Parquet batch file's text frames, `rows` rows at a time: together, the rows
+    of `read_batch_bytes(<the file>, "parquet", with_raw=False)`, with the file's
+    row_number. The file's bytes (compressed: a fraction of its text frame) are held
+    while it is read; `ReadWhole` and `InboxFileUnavailable` as `read_csv_chunks`."""
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    with _open_regular(path) as stream:
+        try:
+            data = stream.read()
+        except OSError as exc:
+            raise InboxFileUnavailable(path.name, os_reason(exc, _VANISHED)) from None
+    if hashlib.sha256(data).hexdigest() != batch_id:
+        raise InboxFileUnavailable(path.name, "changed while it was read")
+    if not data:
+        raise ReadWhole("the file is empty")
+    try:
+        total = int(pl.scan_parquet(io.BytesIO(data)).select(pl.len()).collect().item())
+    except (Exception, pl.exceptions.PanicException):
+        raise ReadWhole("its row count cannot be read") from None
+    for offset in range(0, max(total, 1), rows):
+        try:
+            frame = read_batch_bytes(data, "parquet", with_raw=False, rows=(offset, rows))
+        except UnreadableBatch as exc:
+            raise ReadWhole(str(exc)) from None
+        if offset:
+            frame = frame.with_columns(pl.col(ROW_NUMBER) + offset)
+        yield frame
+        del frame
+
+
+def read_chunks(
+    path: Path, batch_id: str, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[pl.DataFrame]:
+    """A CSV or Parquet batch file's text frames, a piece at a time: pieces of
+    `chunk_bytes` of CSV text, or of as many Parquet rows as such a piece holds."""
+    fmt = batch_format(path)
+    if fmt == "csv":
+        return read_csv_chunks(path, batch_id, chunk_bytes)
+    if fmt == "parquet":
+        return read_parquet_chunks(path, batch_id, max(1, chunk_bytes // CSV_ROW_BYTES))
+    raise ValueError(f"{path.name}: only CSV and Parquet batches are read in chunks")
 
 
 def batch_id_of_file(path: Path) -> str:

@@ -65,6 +65,7 @@ def read_batch_bytes(
     *,
     with_raw: bool = True,
     required: Sequence[str] = REQUIRED_COLUMNS,
+    rows: tuple[int, int] | None = None,
 ) -> pl.DataFrame:
     """Parse a batch's bytes as `fmt` into text columns plus row_number and raw.
 
@@ -72,14 +73,18 @@ def read_batch_bytes(
     rows only, instead of a JSON text per row of a batch that is mostly valid.
     `required`: the columns without which the file is unreadable (a case batch's by
     default; a review file's for spec §8).
+    `rows` (Parquet only): (offset, length) of the rows to read, numbered from 1 as
+    if they were the whole file (claimsflow/ingest/chunks.py reads a file so).
     """
+    if rows is not None and fmt != "parquet":
+        raise ValueError(f"rows can be given for a Parquet batch only, not {fmt}")
     if not data:
         raise UnreadableBatch("the file is empty")
     try:
         if fmt == "csv":
             frame = _read_csv(data)
         elif fmt == "parquet":
-            frame = _read_parquet(data)
+            frame = _read_parquet(data, rows)
         elif fmt == "jsonl":
             frame = _read_jsonl(data)
         elif fmt == "x12":
@@ -172,8 +177,10 @@ def _read_csv(data: bytes) -> pl.DataFrame:
 # -- Parquet -----------------------------------------------------------------------------
 
 
-def _read_parquet(data: bytes) -> pl.DataFrame:
-    return text_columns(pl.read_parquet(io.BytesIO(data)))
+def _read_parquet(data: bytes, rows: tuple[int, int] | None = None) -> pl.DataFrame:
+    if rows is None:
+        return text_columns(pl.read_parquet(io.BytesIO(data)))
+    return text_columns(pl.scan_parquet(io.BytesIO(data)).slice(*rows).collect())
 
 
 def text_columns(frame: pl.DataFrame) -> pl.DataFrame:

@@ -1,11 +1,12 @@
-"""A local CSV batch prepared a chunk at a time and decided in parts (issue 15): the
-partitioned executors' coordinator never holds the whole batch, only a chunk of it
-at a time and the few columns of the whole that its verdicts and history need
-(case_ids; the history's keys of the valid cases; the correction rows).
+"""A local CSV or Parquet batch prepared a chunk at a time and decided in parts
+(issue 15): the partitioned executors' coordinator never holds the whole batch, only
+a chunk of it at a time and the few columns of the whole that its verdicts and
+history need (case_ids; the history's keys of the valid cases; the correction rows).
 
 The one-piece run reads a batch whole, validates it whole and holds its typed cases
 until they are recorded (~3.7 GiB at its peak for 10M cases). Here the coordinator
-reads the file twice, a chunk of whole lines at a time (claimsflow/ingest/chunks.py):
+reads the file twice, a chunk at a time (claimsflow/ingest/chunks.py: a CSV batch in
+pieces of whole lines, a Parquet batch in slices of rows):
 
 1. identity: the batch id, hashed from the file a block at a time; a batch recorded
    already is SKIPPED, as always (spec §6);
@@ -47,7 +48,7 @@ from claimsflow.core.repeats import repeats_earlier_row
 from claimsflow.core.rules.ruleset import RuleSet
 from claimsflow.core.validation import CORRECTIONS, EarlierRows, validate_batch
 from claimsflow.faults import crash_point
-from claimsflow.ingest.chunks import CHUNK_BYTES, ReadWhole, batch_id_of_file, read_csv_chunks
+from claimsflow.ingest.chunks import CHUNK_BYTES, ReadWhole, batch_id_of_file, read_chunks
 from claimsflow.ingest.reading import batch_format
 from claimsflow.lake import eventlog
 from claimsflow.lake.history import LakeHistory
@@ -108,9 +109,9 @@ def prepare_in_chunks(
     work: Path,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome | ChunkedBatch:
-    """Read and validate a local CSV batch (`batch_id`: `chunks.batch_id_of_file`) a
-    chunk at a time into `work` (steps 1-3 of the module's docstring): SKIPPED if it
-    was recorded before.
+    """Read and validate a local CSV or Parquet batch (`batch_id`:
+    `chunks.batch_id_of_file`) a chunk at a time into `work` (steps 1-3 of the
+    module's docstring): SKIPPED if it was recorded before.
 
     Raises `chunks.ReadWhole` when the file must be read whole instead, and
     `InboxFileUnavailable` when it cannot be read or changed while it was read.
@@ -126,7 +127,7 @@ def prepare_in_chunks(
     step("validating", batch=path.name, rows=rows_in)
     corrected = pl.Series("original_case_id", [], dtype=pl.String)
     to_adjudicate = valid = rejected = 0
-    chunks = read_csv_chunks(path, identity.batch_id, chunk_bytes)
+    chunks = read_chunks(path, identity.batch_id, chunk_bytes)
     for index, raw in enumerate(chunks):
         validated = validate_batch(
             raw, decided, release_raw=True, earlier=EarlierRows(repeated, corrected)
@@ -160,7 +161,7 @@ def _first_pass(path: Path, batch_id: str, chunk_bytes: int) -> tuple[pl.Series,
     and the originals its corrections name), and how many rows it has."""
     case_ids: list[pl.Series] = []
     originals: list[pl.Series] = []
-    for raw in read_csv_chunks(path, batch_id, chunk_bytes):
+    for raw in read_chunks(path, batch_id, chunk_bytes):
         case_ids.append(raw["case_id"])
         if "original_case_id" in raw.columns:
             # Mostly empty (an original claim names none); an empty one names no case.
@@ -263,8 +264,10 @@ def _read(folder: Path) -> pl.DataFrame:
 
 
 def reads_in_chunks(source: BatchSource) -> TypeGuard[Path]:
-    """Whether a batch source is prepared a chunk at a time: a local CSV file."""
-    return isinstance(source, Path) and batch_format(source) == "csv"
+    """Whether a batch source is prepared a chunk at a time: a local CSV or Parquet
+    file (a JSON Lines reader learns the file's keys from its first objects, and an
+    X12 interchange is one envelope: those are read whole)."""
+    return isinstance(source, Path) and batch_format(source) in ("csv", "parquet")
 
 
 def adjudicate_in_chunks(
@@ -274,9 +277,9 @@ def adjudicate_in_chunks(
     run_parts: RunParts,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome:
-    """One local CSV batch prepared a chunk at a time, decided in parts and recorded;
-    read whole (`process_batch` in parts) when it is not one, or when its pieces do
-    not all read. `InboxFileUnavailable` when it cannot be read."""
+    """One local CSV or Parquet batch prepared a chunk at a time, decided in parts and
+    recorded; read whole (`process_batch` in parts) when it is not one, or when its
+    pieces do not all read. `InboxFileUnavailable` when it cannot be read."""
     if not reads_in_chunks(path):
         return process_batch(path, run, conclude_in_partitions(run, partitions, run_parts))
     batch_id = batch_id_of_file(path)
