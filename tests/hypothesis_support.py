@@ -36,3 +36,14 @@ settings.load_profile(PROFILE)
 def examples(wanted: int) -> int:
     """`wanted` examples scaled by the profile (at least 1)."""
     return max(1, round(wanted * _SCALES[PROFILE]))
+
+
+def whole_runs(wanted: int) -> settings:
+    """Settings of a property test whose examples write a sample and run it through
+    the pipeline: `wanted` examples, scaled; each uses the test's temporary folders
+    (function-scoped fixtures, a folder per example) and takes seconds."""
+    return settings(
+        max_examples=examples(wanted),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )

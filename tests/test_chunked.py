@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from claimsflow.core.reference import load_reference
@@ -39,7 +39,7 @@ from claimsflow.settings import RULES_DIR
 from claimsflow.tools.generate import write_sample
 from claimsflow.vocabulary import PROCESSED, REJECTED, SKIPPED
 from tests.batch_helpers import REQUIRED_HEADER, RunFactory, case_row, csv_bytes, write_csv
-from tests.hypothesis_support import examples
+from tests.hypothesis_support import examples, whole_runs
 from tests.test_partitioning import EVENT_TABLES, in_a_fixed_order
 
 # -- pieces of whole lines --------------------------------------------------------------
@@ -364,11 +364,7 @@ def test_a_file_changed_between_the_passes_is_left_for_the_next_run(
 
 # A few examples: each writes a sample and runs it twice (~5 s); the reading and the
 # verdicts across chunks have property tests of their own above.
-@settings(
-    max_examples=examples(6),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@whole_runs(6)
 @given(
     seed=st.integers(min_value=0, max_value=2**31 - 1),
     cases=st.integers(min_value=1, max_value=800),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -38,7 +38,7 @@ from claimsflow.pipeline.partitioning import (
 from claimsflow.settings import RULES_DIR
 from claimsflow.tools.generate import write_sample
 from tests.batch_helpers import RunFactory, case_row, write_csv
-from tests.hypothesis_support import examples
+from tests.hypothesis_support import whole_runs
 
 EVENT_TABLES = ("batch", "cases", "decisions", "rule_hits", "rejections")
 
@@ -214,11 +214,7 @@ def _run_lake(
     return outcomes
 
 
-@settings(
-    max_examples=examples(6),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@whole_runs(6)
 @given(
     seed=st.integers(min_value=0, max_value=2**31 - 1),
     cases=st.integers(min_value=1, max_value=1000),

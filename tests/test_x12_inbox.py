@@ -13,12 +13,12 @@ from typing import Any
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from claimsflow.ingest.reading import UnreadableBatch, batch_format, read_batch_bytes
 from tests.batch_helpers import case_row, write_csv, write_reference
-from tests.hypothesis_support import examples
+from tests.hypothesis_support import whole_runs
 from tests.lake_runner import run_lake
 from tests.test_x12_helpers import SAMPLES, render, sample_files
 from tests.test_x12_property import interchanges
@@ -208,11 +208,7 @@ def test_the_shared_837_samples_run_through_the_pipeline(world: tuple[Path, Path
     assert all(any(e.startswith("diagnosis_code") for e in row[0]) for row in errors)
 
 
-@settings(
-    max_examples=examples(8),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@whole_runs(8)
 @given(built=st.lists(interchanges(), min_size=1, max_size=2), damage=st.integers(0, 4))
 def test_generated_837s_with_any_delimiters_never_crash_a_run(
     tmp_path_factory: pytest.TempPathFactory, built: list[object], damage: int
