@@ -110,9 +110,10 @@ Conclude = Callable[[PreparedBatch], "BatchOutcome"]
 class DecidedBatch:
     """What a decided batch appends to the log (`batch_events`), and its tally.
 
-    `decisions` and `rule_hits` are `BatchDecision`'s, or, for a batch decided in
-    parts, read from the parts' files as the log is written: the coordinator then
-    never holds every part's outputs at once (issue 15).
+    The tables are `BatchDecision`'s, or, for a batch decided in parts, read from
+    the parts' files as the log is written (its decisions and rule hits; a batch
+    prepared in chunks, its cases and rejections too): the coordinator then never
+    holds every part's outputs at once (issue 15).
     """
 
     rows_in: int
