@@ -178,8 +178,8 @@ def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | Prepar
 def prepare_batch_in_chunks(
     path: Path, batch_id: str, run: RunContext, partitions: int, work: Path
 ) -> BatchOutcome | ChunkedBatch | NotRead | None:
-    """A local CSV or Parquet batch read and validated a chunk at a time, its valid
-    cases written to its parts under `work`; None when it must be read whole."""
+    """A local CSV, JSON Lines or Parquet batch read and validated a chunk at a time,
+    its valid cases written to its parts under `work`; None when it must be read whole."""
     try:
         return chunked.prepare_in_chunks(path, batch_id, run, partitions, work)
     except ReadWhole as exc:
@@ -201,9 +201,9 @@ def adjudicate_in_partitions(
 ) -> BatchOutcome | NotRead:
     """Prepare a batch, decide it in parts on `runner`, then record it in one step.
 
-    A local CSV or Parquet file is prepared a chunk at a time (claimsflow/pipeline/
-    chunked.py), so this process never holds the whole batch; any other source, or a
-    file whose pieces do not all read, is read whole.
+    A local CSV, JSON Lines or Parquet file is prepared a chunk at a time
+    (claimsflow/pipeline/chunked.py), so this process never holds the whole batch; any
+    other source, or a file whose pieces do not all read, is read whole.
     """
     if chunked.reads_in_chunks(source):
         outcome = adjudicate_file_in_chunks(source, run, execution, runner)
@@ -233,7 +233,7 @@ def adjudicate_in_partitions(
 def adjudicate_file_in_chunks(
     path: Path, run: RunContext, execution: Execution, runner: TaskRunner[Any]
 ) -> BatchOutcome | NotRead | None:
-    """A local CSV or Parquet batch prepared a chunk at a time, decided in parts on
+    """A local CSV, JSON Lines or Parquet batch prepared a chunk at a time, decided in parts on
     `runner`, and recorded from the parts' files; None when it must be read whole."""
     try:
         batch_id = batch_id_of_file(path)

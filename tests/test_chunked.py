@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import polars as pl
 import pytest
@@ -16,11 +18,13 @@ from hypothesis import strategies as st
 
 from claimsflow.core.reference import load_reference
 from claimsflow.core.rules.ruleset import load_ruleset
+from claimsflow.ingest import reading
 from claimsflow.ingest.chunks import (
     ReadWhole,
     csv_pieces,
     quotes_in_place,
     read_csv_chunks,
+    read_jsonl_chunks,
     read_parquet_chunks,
 )
 from claimsflow.ingest.inbox import InboxFileUnavailable, discover_inbox
@@ -223,6 +227,174 @@ def test_a_parquet_read_in_slices_is_the_whole_files_rows(
     assert got["row_number"].to_list() == list(range(1, len(values) + 1))
 
 
+# A JSON Lines object's members, as text: keys the batch has and others, values of
+# every kind (an escaped quote, a `":` in a string, numbers, nested values), a key
+# given twice; lines that are blank or not JSON.
+_KEY = st.sampled_from(['"case_id"', '"units"', '"prior_auth_id"', '"note"', '"flag"'])
+_VALUE = st.sampled_from(
+    [
+        '"C1"',
+        '"a\\"b"',
+        '"x\\":y"',
+        "12",
+        "-0.50",
+        "1e3",
+        "true",
+        "false",
+        "null",
+        '""',
+        '[1, "a"]',
+        '{"k": 1}',
+    ]
+)
+_OBJECT = st.lists(st.tuples(_KEY, _VALUE).map(": ".join), max_size=6).map(
+    lambda members: "{" + ", ".join(members) + "}"
+)
+_JSON_LINE = st.one_of(_OBJECT, _OBJECT, _OBJECT, st.sampled_from(["", "  ", "{", "[]"]))
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(
+    lines=st.lists(_JSON_LINE, max_size=12),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+    chunk=st.integers(min_value=1, max_value=200),
+)
+def test_a_jsonl_read_in_chunks_is_the_whole_files_rows(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[str],
+    crlf: bool,
+    final_newline: bool,
+    chunk: int,
+) -> None:
+    # Every object names the required columns, so that a piece reads on its own.
+    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
+    body = [
+        line if not line.startswith("{") else "{" + required + ", " + line[1:] for line in lines
+    ]
+    body = [line.replace(", }", "}") for line in body]
+    end = "\r\n" if crlf else "\n"
+    data = (end.join(body) + (end if final_newline else "")).encode()
+    path = tmp_path_factory.mktemp("jsonl") / "b.jsonl"
+    path.write_bytes(data)
+    try:
+        whole: pl.DataFrame | None = read_batch_bytes(data, "jsonl", with_raw=False)
+    except UnreadableBatch:
+        whole = None
+
+    try:
+        frames: list[pl.DataFrame] | None = list(
+            read_jsonl_chunks(path, batch_id_of_bytes(data), chunk)
+        )
+    except ReadWhole:
+        frames = None
+
+    if whole is None:  # the one-piece run's reason then comes from the whole read
+        assert frames is None
+        return
+    if frames is None:
+        # Read whole: a nested value, a piece of blank lines, or a piece the reader
+        # refuses on its own (an object giving a key twice, `"v"` then `true`: the
+        # types it infers from that object alone do not fit the value it keeps).
+        return
+    got = pl.concat(frames, how="diagonal")
+    assert got.columns == whole.columns
+    assert got.equals(whole)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(
+    lines=st.lists(_JSON_LINE, max_size=12),
+    final_newline=st.booleans(),
+    piece=st.integers(min_value=1, max_value=400),
+)
+def test_a_large_jsonl_file_read_in_pieces_in_memory_is_the_whole_read(
+    lines: list[str], final_newline: bool, piece: int
+) -> None:
+    """The one-piece run reads a JSON Lines file larger than JSONL_PIECE_BYTES a piece
+    at a time (its text and the reader's copies held a piece at a time): the same
+    rows, raw and row errors, or the same reason the file is unreadable."""
+    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
+    body = [
+        ("{" + required + ", " + line[1:]).replace(", }", "}") if line.startswith("{") else line
+        for line in lines
+    ]
+    data = ("\n".join(body) + ("\n" if final_newline else "")).encode()
+
+    def read(piece_bytes: int) -> pl.DataFrame | str:
+        with mock.patch.object(reading, "JSONL_PIECE_BYTES", piece_bytes):
+            try:
+                return read_batch_bytes(data, "jsonl")
+            except UnreadableBatch as exc:
+                return str(exc)
+
+    whole, in_pieces = read(len(data) + 1), read(piece)
+
+    if isinstance(whole, str):
+        assert in_pieces == whole
+    else:
+        assert isinstance(in_pieces, pl.DataFrame)
+        assert in_pieces.columns == whole.columns
+        assert in_pieces.equals(whole)
+
+
+def test_a_jsonl_file_is_read_in_pieces_of_whole_lines(inbox: Path, make_run: RunFactory) -> None:
+    """One object a piece: the rows, their numbers, and a rejected row's raw are the
+    whole file's (numbers read as their text: units 0 is rejected, 80.00 billed)."""
+    first = json.dumps(case_row("C1", units="0")).replace('"units": "0"', '"units": 0')
+    later = json.dumps(case_row("C2")).replace('"billed_amount": "80.00"', '"billed_amount": 80.00')
+    data = f"{first}\n\n{later}\n".encode()  # a blank line between them
+    path = inbox / "b.jsonl"
+    path.write_bytes(data)
+
+    frames = list(read_jsonl_chunks(path, batch_id_of_bytes(data), 1))
+
+    assert [frame.height for frame in frames] == [1, 1]
+    got = pl.concat(frames)
+    assert got.equals(read_batch_bytes(data, "jsonl", with_raw=False))
+    assert got.select("row_number", "case_id", "units", "billed_amount").rows() == [
+        (1, "C1", "0", "80.00"),
+        (2, "C2", "1", "80.00"),
+    ]
+
+    run = make_run("pieces")
+    outcome = adjudicate_in_chunks(path, run, 2, decide_parts_here, chunk_bytes=1)
+
+    assert (outcome.status, outcome.rows_decided, outcome.rows_rejected) == (PROCESSED, 1, 1)
+    (rejected,) = eventlog.scan_table(run.lake, "rejections").collect().rows(named=True)
+    assert (rejected["row_number"], rejected["errors"]) == (1, ["units: must be between 1 and 999"])
+    assert json.loads(rejected["raw"]) == case_row("C1", units="0")
+
+
+@pytest.mark.parametrize(
+    ("later", "why", "in_one_piece"),
+    [
+        # The whole file's reader gives every object every key, in an order of its own:
+        # in one piece, the file reads.
+        ({"note": "late"}, "pieces whose objects name other keys", True),
+        ({"note": ["a", 1]}, "a value that is a JSON object or array", False),
+        ({"note": {"k": 1}}, "a value that is a JSON object or array", False),
+        ({"raw": "x"}, "a key named as a column the reader adds", False),
+    ],
+)
+def test_a_jsonl_file_that_pieces_would_read_otherwise_is_read_whole(
+    tmp_path: Path, later: dict[str, object], why: str, in_one_piece: bool
+) -> None:
+    lines = [json.dumps(case_row("C1")), json.dumps(case_row("C2") | later)]
+    data = "".join(f"{line}\n" for line in lines).encode()
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(data)
+
+    with pytest.raises(ReadWhole, match=why):
+        list(read_jsonl_chunks(path, batch_id_of_bytes(data), 1))
+    if in_one_piece:
+        one_piece = pl.concat(read_jsonl_chunks(path, batch_id_of_bytes(data), len(data)))
+        assert one_piece.equals(read_batch_bytes(data, "jsonl", with_raw=False))
+    else:
+        with pytest.raises(ReadWhole, match=why):
+            list(read_jsonl_chunks(path, batch_id_of_bytes(data), len(data)))
+
+
 def test_a_file_that_changed_between_reads_is_not_read(tmp_path: Path) -> None:
     data = csv_bytes([case_row("C1"), case_row("C2")])
     path = tmp_path / "b.csv"
@@ -372,7 +544,7 @@ def test_a_file_changed_between_the_passes_is_left_for_the_next_run(
     partitions=st.integers(min_value=1, max_value=5),
     # From ~25 rows a piece (a piece per line: the hand-made test above) to the batch.
     chunk=st.integers(min_value=2_000, max_value=80_000),
-    fmt=st.sampled_from(["csv", "parquet"]),
+    fmt=st.sampled_from(["csv", "jsonl", "parquet"]),
 )
 def test_any_chunking_gives_the_one_piece_event_log(
     tmp_path_factory: pytest.TempPathFactory,

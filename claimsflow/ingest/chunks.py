@@ -1,10 +1,12 @@
-"""A local CSV batch read a chunk of whole lines at a time, or a Parquet batch a
-slice of rows at a time (issue 15): the partitioned executors' coordinator never
-holds a 10M-case text frame whole (nor, for a CSV batch, its file).
+"""A local CSV or JSON Lines batch read a chunk of whole lines at a time, or a
+Parquet batch a slice of rows at a time (issue 15): the partitioned executors'
+coordinator never holds a 10M-case text frame whole (nor, for a text batch, its file).
 
 A Parquet batch is read from its bytes (held: they are compressed), a slice of rows
 at a time, each slice as the whole file's reader reads it (`read_batch_bytes` with
-`rows`). The rest of this docstring is about CSV.
+`rows`). A JSON Lines batch is cut at line ends (a JSON text holds none), and read in
+pieces only where every piece reads apart to the rows the whole file gives there
+(`reading.same_plain_keys`); else `ReadWhole`. The rest of this docstring is about CSV.
 
 The file is cut into pieces that each end at a line end outside any quoted field. In
 a CSV whose quotes are all where RFC 4180 puts them (a quote opens a field, closes
@@ -43,7 +45,14 @@ import polars as pl
 
 from claimsflow.csvtext import line_marks_in, no_line_mark_left
 from claimsflow.ingest.inbox import InboxFileUnavailable, os_reason
-from claimsflow.ingest.reading import UnreadableBatch, batch_format, read_batch_bytes
+from claimsflow.ingest.reading import (
+    NotReadInPieces,
+    UnreadableBatch,
+    batch_format,
+    blank_jsonl,
+    read_batch_bytes,
+    same_plain_keys,
+)
 from claimsflow.vocabulary import ROW_NUMBER
 
 #: Bytes read at a time: ~0.8M rows of a typical batch, ~0.2 GiB of text frame.
@@ -76,16 +85,34 @@ def csv_pieces(
     goes before. `ReadWhole` when no line end outside quotes comes for more than
     `_longest_line(chunk_bytes)` bytes.
     """
+    return _pieces(stream, chunk_bytes, quoted=True)
+
+
+def line_pieces(
+    stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[list[bytes | memoryview]]:
+    """`csv_pieces` for JSON Lines: each piece ends at a line end (a JSON text never
+    holds one: a line break in a string is written `\\n`)."""
+    return _pieces(stream, chunk_bytes, quoted=False)
+
+
+def _pieces(
+    stream: BinaryIO, chunk_bytes: int, *, quoted: bool
+) -> Iterator[list[bytes | memoryview]]:
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
     pending: list[bytes] = []
     pending_bytes = pending_quotes = 0
     while block := stream.read(chunk_bytes):
-        cut = _after_last_line_end_outside_quotes(block, pending_quotes)
+        cut = (
+            _after_last_line_end_outside_quotes(block, pending_quotes)
+            if quoted
+            else block.rfind(_LINE_END) + 1
+        )
         if cut == 0:  # no line end outside quotes yet: the block waits for the next
             pending.append(block)
             pending_bytes += len(block)
-            pending_quotes += block.count(_QUOTE)
+            pending_quotes += block.count(_QUOTE) if quoted else 0
             if pending_bytes > _longest_line(chunk_bytes):
                 raise ReadWhole(f"no line end for more than {pending_bytes} bytes")
             continue
@@ -94,7 +121,8 @@ def csv_pieces(
         rest = bytes(view[cut:])
         del view, block  # not held while the next block is read
         pending = [rest] if rest else []
-        pending_bytes, pending_quotes = len(rest), rest.count(_QUOTE)
+        pending_bytes = len(rest)
+        pending_quotes = rest.count(_QUOTE) if quoted else 0
     if pending:
         yield [*pending]
 
@@ -162,37 +190,101 @@ def read_csv_chunks(
     piece is read, if the bytes read are not those of `batch_id` (SHA-256) or the
     file changed meanwhile.
     """
+    return _read_line_chunks(path, batch_id, chunk_bytes, _CsvPieces())
+
+
+def read_jsonl_chunks(
+    path: Path, batch_id: str, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[pl.DataFrame]:
+    """A JSON Lines batch file's text frames, a piece of whole lines at a time, as
+    `read_csv_chunks`; together, the rows of `read_batch_bytes(<the file>, "jsonl",
+    with_raw=False)`.
+
+    A file is read in pieces only where every piece reads apart to the rows the
+    whole file gives there (`reading.same_plain_keys`: the same keys in every piece,
+    no object or array value); else `ReadWhole`.
+    """
+    return _read_line_chunks(path, batch_id, chunk_bytes, _JsonLinesPieces())
+
+
+class _CsvPieces:
+    """A CSV piece after the first is read after the file's header line."""
+
+    def __init__(self) -> None:
+        self.header = b""
+        self.marks = frozenset[str]()
+
+    def cut(self, stream: BinaryIO, chunk_bytes: int) -> Iterator[list[bytes | memoryview]]:
+        return csv_pieces(stream, chunk_bytes)
+
+    def joined(self, segments: list[bytes | memoryview]) -> bytes:
+        if self.header:
+            return b"".join([self.header, *segments])
+        text = b"".join(segments)
+        self.header = _header_line(text)
+        return text
+
+    def read(self, text: bytes) -> pl.DataFrame:
+        if not quotes_in_place(text):
+            raise ReadWhole("a quote where a CSV field cannot hold one")
+        self.marks |= line_marks_in(text)
+        if no_line_mark_left(self.marks):
+            raise ReadWhole("every control character that could mark its lines")
+        return read_batch_bytes(text, "csv", with_raw=False)
+
+
+class _JsonLinesPieces:
+    """A JSON Lines piece is read on its own; every piece must find the first's keys."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] | None = None
+
+    def cut(self, stream: BinaryIO, chunk_bytes: int) -> Iterator[list[bytes | memoryview]]:
+        return line_pieces(stream, chunk_bytes)
+
+    def joined(self, segments: list[bytes | memoryview]) -> bytes:
+        return b"".join(segments)
+
+    def read(self, text: bytes) -> pl.DataFrame | None:
+        if blank_jsonl(text):  # no object, as in the whole file
+            return None
+        types: dict[str, pl.DataType] = {}
+        frame = read_batch_bytes(text, "jsonl", with_raw=False, key_types=types)
+        try:
+            self.keys = same_plain_keys(types, self.keys)
+        except NotReadInPieces as exc:
+            raise ReadWhole(str(exc)) from None
+        return frame
+
+
+def _read_line_chunks(
+    path: Path, batch_id: str, chunk_bytes: int, way: _CsvPieces | _JsonLinesPieces
+) -> Iterator[pl.DataFrame]:
     name = path.name
     digest = hashlib.sha256()
-    header, rows, marks = b"", 0, frozenset[str]()
+    rows = pieces = 0
     with _open_regular(path) as stream:
         before = os.fstat(stream.fileno())
-        for segments in csv_pieces(stream, chunk_bytes):
+        for segments in way.cut(stream, chunk_bytes):
             for segment in segments:
                 digest.update(segment)
-            if not header:
-                text = b"".join(segments)
-                header = _header_line(text)
-            else:
-                text = b"".join([header, *segments])
+            text = way.joined(segments)
             del segments
-            if not quotes_in_place(text):
-                raise ReadWhole("a quote where a CSV field cannot hold one")
-            marks |= line_marks_in(text)
-            if no_line_mark_left(marks):
-                raise ReadWhole("every control character that could mark its lines")
             try:
-                frame = read_batch_bytes(text, "csv", with_raw=False)
+                frame = way.read(text)
             except UnreadableBatch as exc:
                 raise ReadWhole(str(exc)) from None
             del text
+            if frame is None:
+                continue
             if rows:
                 frame = frame.with_columns(pl.col(ROW_NUMBER) + rows)
             rows += frame.height
+            pieces += 1
             yield frame
             del frame  # not held while the next piece is read and parsed
         after = os.fstat(stream.fileno())
-    if not header:
+    if not pieces:
         raise ReadWhole("the file is empty")
     changed = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
     if changed or digest.hexdigest() != batch_id:
@@ -235,14 +327,16 @@ def read_parquet_chunks(
 def read_chunks(
     path: Path, batch_id: str, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[pl.DataFrame]:
-    """A CSV or Parquet batch file's text frames, a piece at a time: pieces of
-    `chunk_bytes` of CSV text, or of as many Parquet rows as such a piece holds."""
+    """A CSV, JSON Lines or Parquet batch file's text frames, a piece at a time:
+    pieces of `chunk_bytes` of text, or of as many Parquet rows as a CSV piece holds."""
     fmt = batch_format(path)
     if fmt == "csv":
         return read_csv_chunks(path, batch_id, chunk_bytes)
+    if fmt == "jsonl":
+        return read_jsonl_chunks(path, batch_id, chunk_bytes)
     if fmt == "parquet":
         return read_parquet_chunks(path, batch_id, max(1, chunk_bytes // CSV_ROW_BYTES))
-    raise ValueError(f"{path.name}: only CSV and Parquet batches are read in chunks")
+    raise ValueError(f"{path.name}: only CSV, JSON Lines and Parquet batches are read in chunks")
 
 
 def batch_id_of_file(path: Path) -> str:

@@ -66,6 +66,7 @@ def read_batch_bytes(
     with_raw: bool = True,
     required: Sequence[str] = REQUIRED_COLUMNS,
     rows: tuple[int, int] | None = None,
+    key_types: dict[str, pl.DataType] | None = None,
 ) -> pl.DataFrame:
     """Parse a batch's bytes as `fmt` into text columns plus row_number and raw.
 
@@ -86,7 +87,7 @@ def read_batch_bytes(
         elif fmt == "parquet":
             frame = _read_parquet(data, rows)
         elif fmt == "jsonl":
-            frame = _read_jsonl(data)
+            frame = _read_jsonl(data, key_types)
         elif fmt == "x12":
             # Rows already carry row_number and the §10 raw (claim_id and line beside
             # the mapped values), which a CSV-shaped raw built later would lose.
@@ -226,11 +227,94 @@ _NUMBER_VALUE = re.compile(rf'("\s*:\s*)({_NUMBER})(\s*[,}}\]])')
 #: \x01 and \x02 stand for the quotes to insert; JSON text never holds them raw.
 _NUMBER_VALUE_IN_STRINGS = re.compile(rf"({_STRING})(\s*:\s*)({_NUMBER})(\s*[,}}\]])|({_STRING})")
 #: Objects read to learn a JSON Lines file's keys before it is read whole (the
-#: counts in `_read_jsonl` tell when a later object holds another key).
+#: counts in `_read_jsonl_whole` tell when a later object holds another key).
 SCHEMA_SAMPLE_LINES: Final = 1000
+#: A JSON Lines file larger than this is read a piece of whole lines at a time, where
+#: that gives the whole file's rows (`_read_jsonl_in_pieces`).
+JSONL_PIECE_BYTES: Final = 64 << 20
+#: What a blank line of JSON Lines is made of (the reader skips such lines).
+_JSON_BLANKS: Final = b" \t\r\n"
+#: The types of a key whose every value becomes the same text whatever the file's
+#: other objects hold (numbers are read as their text: `_numbers_as_text`).
+_PLAIN_JSON: Final = (pl.String(), pl.Boolean(), pl.Null())
+#: The columns `read_batch_bytes` adds to a file's own.
+_READER_COLUMNS: Final = frozenset((ROW_NUMBER, RAW, READ_ERRORS))
 
 
-def _read_jsonl(data: bytes) -> pl.DataFrame:
+class NotReadInPieces(Exception):
+    """A JSON Lines text whose pieces, read apart, might not give the rows the whole
+    text gives (the message says why): it is read whole."""
+
+
+def _read_jsonl(data: bytes, key_types: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    if len(data) > JSONL_PIECE_BYTES:
+        try:
+            return _read_jsonl_in_pieces(data, key_types)
+        except NotReadInPieces:
+            pass  # read whole: the same rows, or the reason the file is unreadable
+    return _read_jsonl_whole(data, key_types)
+
+
+def _read_jsonl_in_pieces(data: bytes, key_types: dict[str, pl.DataType] | None) -> pl.DataFrame:
+    """The file's rows, read a piece of whole lines at a time: its text and the reader's
+    copies of it are held a piece at a time, not whole (~12 GiB for 10M cases, issue 15).
+    Raises `NotReadInPieces` unless every piece reads to the rows the whole file gives
+    there (`same_plain_keys`)."""
+    frames: list[pl.DataFrame] = []
+    keys: list[str] | None = None
+    first_types: dict[str, pl.DataType] = {}
+    start = 0
+    while start < len(data):
+        at = data.find(b"\n", start + JSONL_PIECE_BYTES - 1)
+        end = len(data) if at < 0 else at + 1
+        piece = data[start:end]
+        start = end
+        if blank_jsonl(piece):
+            continue
+        types: dict[str, pl.DataType] = {}
+        try:
+            frames.append(_read_jsonl_whole(piece, types))
+        except (Exception, pl.exceptions.PanicException) as exc:
+            raise NotReadInPieces("a piece the reader refuses on its own") from exc
+        del piece
+        keys = same_plain_keys(types, keys)
+        first_types = first_types or types
+    if not frames:
+        raise NotReadInPieces("no object")
+    if key_types is not None:
+        key_types.update(first_types)
+    return pl.concat(frames, how="diagonal", rechunk=False)
+
+
+def blank_jsonl(text: bytes) -> bool:
+    """Whether a JSON Lines text holds blank lines only (no object to read)."""
+    return not text.strip(_JSON_BLANKS)
+
+
+def same_plain_keys(key_types: dict[str, pl.DataType], keys_before: list[str] | None) -> list[str]:
+    """The keys of a piece of a JSON Lines file (the `key_types` its reader found),
+    if its rows, read apart, are those the whole file gives there; `keys_before`: the
+    keys of the pieces before it (None: it is the first).
+
+    The whole file's reader gives every object every key of the file, in an order of
+    its own (not always the order the objects name them first), and a value becomes
+    the same text whatever the other objects hold (a string, a number's own text,
+    true, false, null), except an object or an array (its JSON text depends on the
+    others'). So every piece must find the same keys in the same order, and none an
+    object or array; nor a key named as a column the reader adds. Else
+    `NotReadInPieces`.
+    """
+    if any(kind not in _PLAIN_JSON for kind in key_types.values()):
+        raise NotReadInPieces("a value that is a JSON object or array")
+    if _READER_COLUMNS.intersection(key_types):
+        raise NotReadInPieces("a key named as a column the reader adds")
+    keys = list(key_types)
+    if keys_before is not None and keys != keys_before:
+        raise NotReadInPieces("pieces whose objects name other keys, or in another order")
+    return keys
+
+
+def _read_jsonl_whole(data: bytes, key_types: dict[str, pl.DataType] | None) -> pl.DataFrame:
     _require_utf8(data)
     lines = _numbers_as_text(pl.read_lines(data)["line"])
     text = _as_ndjson(lines)
@@ -239,10 +323,14 @@ def _read_jsonl(data: bytes) -> pl.DataFrame:
     # an object repeats a key (the reader keeps the first), holds an object, has a key
     # the first objects did not, or a string holds `":`. Only then is the file read
     # again, object by object.
-    if _keys_in(lines) == _fields_in(frame, lines):
+    repeats_possible = _keys_in(lines) != _fields_in(frame, lines)
+    if repeats_possible:
+        frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
+    if key_types is not None:
+        key_types.update(frame.schema)
+    if not repeats_possible:
         return text_columns(frame)
-    frame = text_columns(pl.read_ndjson(io.BytesIO(text), infer_schema_length=None))
-    return _with_repeated_keys(frame, lines.filter(lines.str.strip_chars() != ""))
+    return _with_repeated_keys(text_columns(frame), lines.filter(lines.str.strip_chars() != ""))
 
 
 def _numbers_as_text(lines: pl.Series) -> pl.Series:

@@ -1,12 +1,12 @@
-"""A local CSV or Parquet batch prepared a chunk at a time and decided in parts
-(issue 15): the partitioned executors' coordinator never holds the whole batch, only
-a chunk of it at a time and the few columns of the whole that its verdicts and
+"""A local CSV, JSON Lines or Parquet batch prepared a chunk at a time and decided in
+parts (issue 15): the partitioned executors' coordinator never holds the whole batch,
+only a chunk of it at a time and the few columns of the whole that its verdicts and
 history need (case_ids; the history's keys of the valid cases; the correction rows).
 
 The one-piece run reads a batch whole, validates it whole and holds its typed cases
 until they are recorded (~3.7 GiB at its peak for 10M cases). Here the coordinator
-reads the file twice, a chunk at a time (claimsflow/ingest/chunks.py: a CSV batch in
-pieces of whole lines, a Parquet batch in slices of rows):
+reads the file twice, a chunk at a time (claimsflow/ingest/chunks.py: a CSV or JSON
+Lines batch in pieces of whole lines, a Parquet batch in slices of rows):
 
 1. identity: the batch id, hashed from the file a block at a time; a batch recorded
    already is SKIPPED, as always (spec §6);
@@ -109,7 +109,7 @@ def prepare_in_chunks(
     work: Path,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome | ChunkedBatch:
-    """Read and validate a local CSV or Parquet batch (`batch_id`:
+    """Read and validate a local CSV, JSON Lines or Parquet batch (`batch_id`:
     `chunks.batch_id_of_file`) a chunk at a time into `work` (steps 1-3 of the
     module's docstring): SKIPPED if it was recorded before.
 
@@ -264,10 +264,10 @@ def _read(folder: Path) -> pl.DataFrame:
 
 
 def reads_in_chunks(source: BatchSource) -> TypeGuard[Path]:
-    """Whether a batch source is prepared a chunk at a time: a local CSV or Parquet
-    file (a JSON Lines reader learns the file's keys from its first objects, and an
-    X12 interchange is one envelope: those are read whole)."""
-    return isinstance(source, Path) and batch_format(source) in ("csv", "parquet")
+    """Whether a batch source is prepared a chunk at a time: a local CSV, JSON Lines
+    or Parquet file (an X12 interchange is one envelope, read whole; a SQL pull and
+    an object store's file are read whole too)."""
+    return isinstance(source, Path) and batch_format(source) in ("csv", "jsonl", "parquet")
 
 
 def adjudicate_in_chunks(
@@ -277,7 +277,7 @@ def adjudicate_in_chunks(
     run_parts: RunParts,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome:
-    """One local CSV or Parquet batch prepared a chunk at a time, decided in parts and
+    """One local CSV, JSON Lines or Parquet batch prepared a chunk at a time, decided in parts and
     recorded; read whole (`process_batch` in parts) when it is not one, or when its
     pieces do not all read. `InboxFileUnavailable` when it cannot be read."""
     if not reads_in_chunks(path):
