@@ -205,7 +205,9 @@ def adjudicate_in_partitions(
     (claimsflow/pipeline/chunked.py), so this process never holds the whole batch; any
     other source, or a file whose pieces do not all read, is read whole.
     """
+    attempted = None
     if chunked.reads_in_chunks(source):
+        attempted = time.perf_counter()
         outcome = adjudicate_file_in_chunks(source, run, execution, runner)
         if outcome is not None:
             return outcome
@@ -213,6 +215,7 @@ def adjudicate_in_partitions(
     if isinstance(prepared, NotRead):
         return prepared
     if isinstance(prepared, BatchOutcome):
+        prepared = prepared if attempted is None else chunked.timed_from(attempted, prepared)
         log_outcome(prepared)
         return prepared
     # The parts' folders hold their outputs until the batch's tables are written from
@@ -226,6 +229,7 @@ def adjudicate_in_partitions(
             run,
             execution,
         )
+    outcome = outcome if attempted is None else chunked.timed_from(attempted, outcome)
     log_outcome(outcome)
     return outcome
 

@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import polars as pl
@@ -500,6 +501,26 @@ def test_an_unreadable_file_is_rejected_as_the_one_piece_run_rejects_it(
     kept = tmp_path / "chunked" / "lake"
     (quarantined,) = [p for p in kept.rglob("b.csv") if "quarantine" in p.parts]
     assert quarantined.read_bytes() == data
+
+
+def test_a_batch_read_whole_after_an_attempt_in_chunks_counts_the_attempt(
+    inbox: Path, make_run: RunFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock is read when the attempt starts (100 s) and when the whole read ends
+    (130 s): the batch took 30 s, not the whole read's own time alone."""
+    data = csv_bytes([case_row("C1")]) + b"C2,M001,\xff\n"  # not UTF-8: read whole
+    (inbox / "b.csv").write_bytes(data)
+    readings = [100.0, 130.0]  # the attempt's start, then every later reading
+
+    def clock() -> float:
+        return readings.pop(0) if len(readings) > 1 else readings[0]
+
+    monkeypatch.setattr(chunked, "time", SimpleNamespace(perf_counter=clock))
+
+    outcome = adjudicate_in_chunks(inbox / "b.csv", make_run("x"), 2, decide_parts_here)
+
+    assert outcome.status == REJECTED
+    assert outcome.seconds == 30.0
 
 
 def test_a_recorded_batch_is_skipped(inbox: Path, make_run: RunFactory) -> None:

@@ -61,9 +61,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     invalid rows; repeated members, so later batches meet earlier ones' history;
     then a CSV file that is not UTF-8) and its one-piece local run.
 
-    The dask runs prepare the CSV batches a chunk at a time (claimsflow/pipeline/
-    chunked.py); the unreadable one is then read whole, and rejected with the
-    one-piece run's reason."""
+    The dask runs prepare the CSV, JSON Lines and Parquet batches a chunk at a time
+    (claimsflow/pipeline/chunked.py); the unreadable one is then read whole, and
+    rejected with the one-piece run's reason."""
     root = tmp_path_factory.mktemp("dask-world")
     write_sample(root, 2400, 3, seed=9)
     first = sorted((root / "inbox").glob("*.csv"))[0].read_bytes()
