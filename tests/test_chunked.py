@@ -22,6 +22,7 @@ from claimsflow.core.rules.ruleset import load_ruleset
 from claimsflow.ingest import reading
 from claimsflow.ingest.chunks import (
     ReadWhole,
+    batch_id_of_file,
     csv_pieces,
     quotes_in_place,
     read_csv_chunks,
@@ -31,6 +32,7 @@ from claimsflow.ingest.chunks import (
 from claimsflow.ingest.inbox import InboxFileUnavailable, discover_inbox
 from claimsflow.ingest.reading import UnreadableBatch, read_batch_bytes
 from claimsflow.lake import eventlog
+from claimsflow.pipeline import batch as batch_module
 from claimsflow.pipeline import chunked
 from claimsflow.pipeline.batch import (
     BatchOutcome,
@@ -394,6 +396,69 @@ def test_a_jsonl_file_that_pieces_would_read_otherwise_is_read_whole(
     else:
         with pytest.raises(ReadWhole, match=why):
             list(read_jsonl_chunks(path, batch_id_of_bytes(data), len(data)))
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 3_000])
+def test_the_one_piece_run_reads_a_large_jsonl_file_in_pieces_to_the_same_event_log(
+    tmp_path: Path, piece_bytes: int
+) -> None:
+    """`process_batch` reads a local JSON Lines file over JSONL_PIECE_BYTES from disk a
+    piece at a time (pipeline/batch.py, `_open_in_pieces`): the same event log as the
+    whole read, corrections of earlier batches and invalid rows included."""
+    write_sample(tmp_path, 600, 3, 11, formats=("jsonl",))
+    lakes = {"whole": tmp_path / "whole", "pieces": tmp_path / "pieces"}
+    for way, lake in lakes.items():
+        run = _run(lake, tmp_path / "reference")
+        threshold = piece_bytes if way == "pieces" else 1 << 40
+        with mock.patch.object(reading, "JSONL_PIECE_BYTES", threshold):
+            for path in discover_inbox(tmp_path / "inbox")[0]:
+                assert process_batch(path, run).status == PROCESSED
+
+    for table in EVENT_TABLES:
+        expected = in_a_fixed_order(eventlog.scan_table(lakes["whole"], table).collect())
+        got = in_a_fixed_order(eventlog.scan_table(lakes["pieces"], table).collect())
+        assert got.equals(expected), table
+
+
+def test_a_large_jsonl_file_that_does_not_read_is_rejected_and_kept_verbatim(
+    inbox: Path, lake: Path, make_run: RunFactory
+) -> None:
+    good = [json.dumps(case_row(f"C{i}")) for i in range(1, 30)]
+    data = ("\n".join([*good[:20], '{"case_id": "C99", ', *good[20:]]) + "\n").encode()
+    (inbox / "b.jsonl").write_bytes(data)
+    run = make_run("broken")
+
+    with mock.patch.object(reading, "JSONL_PIECE_BYTES", 100):
+        outcome = process_batch(inbox / "b.jsonl", run)
+
+    assert outcome.status == REJECTED
+    assert outcome.reason is not None and outcome.reason.startswith("cannot be read as jsonl")
+    (kept,) = [p for p in lake.rglob("b.jsonl") if "quarantine" in p.parts]
+    assert kept.read_bytes() == data
+
+
+def test_a_large_jsonl_file_changed_after_it_was_hashed_is_left_for_the_next_run(
+    inbox: Path, make_run: RunFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = inbox / "b.jsonl"
+    path.write_bytes(f"{json.dumps(case_row('C1'))}\n".encode())
+
+    def then_appended(p: Path) -> str:
+        batch_id = batch_id_of_file(p)
+        with p.open("ab") as out:
+            out.write(f"{json.dumps(case_row('C2'))}\n".encode())
+        return batch_id
+
+    monkeypatch.setattr(batch_module, "batch_id_of_file", then_appended)
+    run = make_run("changed")
+
+    with (
+        mock.patch.object(reading, "JSONL_PIECE_BYTES", 10),
+        pytest.raises(InboxFileUnavailable, match="changed while it was read"),
+    ):
+        process_batch(path, run)
+
+    assert eventlog.recorded_batch_ids(run.lake) in ([], ["_empty"])
 
 
 def test_a_file_that_changed_between_reads_is_not_read(tmp_path: Path) -> None:
