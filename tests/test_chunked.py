@@ -341,6 +341,83 @@ def test_a_large_jsonl_file_read_in_pieces_in_memory_is_the_whole_read(
         assert in_pieces.equals(whole)
 
 
+def _object(members: str) -> bytes:
+    """A JSON Lines object with every required column, then `members`."""
+    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
+    return f"{{{required}, {members}}}\n".encode()
+
+
+_SAMPLE = reading.SCHEMA_SAMPLE_LINES
+
+
+@pytest.mark.parametrize(
+    ("pieces", "why"),
+    [
+        # Refused whole (true, then an array: no common type), but a piece that sees
+        # text first reads the array as text.
+        (
+            [_object('"x": true'), _object('"x": []') + _object('"x": "s"')],
+            "a value that is a JSON object or array",
+        ),
+        # A piece whose first objects give x only null types it as text, and reads a
+        # later array as its JSON text.
+        (
+            [
+                _object('"x": true') * _SAMPLE,
+                _object('"x": null') * _SAMPLE + _object('"x": ["a", 1]'),
+            ],
+            "a value that is a JSON object or array",
+        ),
+        # The first piece's reader learns its keys from its first objects; a key given
+        # only null after them is a column of the whole file (another piece holds a
+        # `":` in a string, which makes the whole file be read object by object).
+        (
+            [
+                _object('"note": "a"') * _SAMPLE + _object('"note": "a", "late": null'),
+                _object('"note": "x\\": y"'),
+            ],
+            "pieces whose objects name other keys",
+        ),
+    ],
+)
+def test_jsonl_pieces_that_would_not_read_as_the_whole_file_are_read_whole(
+    tmp_path: Path, pieces: list[bytes], why: str
+) -> None:
+    data = b"".join(pieces)
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(data)
+
+    with pytest.raises(ReadWhole, match=why):
+        list(read_jsonl_chunks(path, batch_id_of_bytes(data), len(pieces[0])))
+    with mock.patch.object(reading, "JSONL_PIECE_BYTES", len(pieces[0])):
+        try:
+            in_pieces: pl.DataFrame | str = read_batch_bytes(data, "jsonl")
+        except UnreadableBatch as exc:
+            in_pieces = str(exc)
+    try:
+        whole: pl.DataFrame | str = read_batch_bytes(data, "jsonl")
+    except UnreadableBatch as exc:
+        whole = str(exc)
+    if isinstance(whole, str):  # refused whole: refused in pieces, with the same reason
+        assert in_pieces == whole
+    else:
+        assert isinstance(in_pieces, pl.DataFrame)
+        assert in_pieces.equals(whole)
+
+
+def test_a_key_given_only_null_after_the_readers_sample_is_a_column() -> None:
+    """The whole file's reader learns its keys from its first objects; a key that only
+    a later object names, with null, is a column all the same (null in every row), and
+    the raw of a rejected row names it."""
+    data = _object('"note": "a"') * _SAMPLE + _object('"note": "b", "late": null')
+
+    frame = read_batch_bytes(data, "jsonl")
+
+    assert frame.columns[-4:] == ["note", "late", "row_number", "raw"]
+    assert frame["late"].null_count() == _SAMPLE + 1
+    assert json.loads(frame["raw"][-1])["late"] is None
+
+
 def test_a_jsonl_file_is_read_in_pieces_of_whole_lines(inbox: Path, make_run: RunFactory) -> None:
     """One object a piece: the rows, their numbers, and a rejected row's raw are the
     whole file's (numbers read as their text: units 0 is rejected, 80.00 billed)."""

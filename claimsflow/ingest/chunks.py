@@ -251,7 +251,7 @@ class _JsonLinesPieces:
         types: dict[str, pl.DataType] = {}
         frame = read_batch_bytes(text, "jsonl", with_raw=False, key_types=types)
         try:
-            self.keys = same_plain_keys(types, self.keys)
+            self.keys = same_plain_keys(text, types, self.keys)
         except NotReadInPieces as exc:
             raise ReadWhole(str(exc)) from None
         return frame

@@ -23,6 +23,7 @@ reason states facts about the file and never quotes its cells.
 from __future__ import annotations
 
 import io
+import json
 import re
 import struct
 from collections.abc import Sequence
@@ -76,9 +77,14 @@ def read_batch_bytes(
     default; a review file's for spec §8).
     `rows` (Parquet only): (offset, length) of the rows to read, numbered from 1 as
     if they were the whole file (claimsflow/ingest/chunks.py reads a file so).
+    `key_types` (JSON Lines only): filled with the type the reader gave each key
+    before its values became text (of the first piece, for a text read in pieces:
+    every piece then has the same keys, and no key an object or array).
     """
     if rows is not None and fmt != "parquet":
         raise ValueError(f"rows can be given for a Parquet batch only, not {fmt}")
+    if key_types is not None and fmt != "jsonl":
+        raise ValueError(f"key_types can be given for a JSON Lines batch only, not {fmt}")
     if not data:
         raise UnreadableBatch("the file is empty")
     try:
@@ -239,6 +245,8 @@ _JSON_BLANKS: Final = b" \t\r\n"
 _PLAIN_JSON: Final = (pl.String(), pl.Boolean(), pl.Null())
 #: The columns `read_batch_bytes` adds to a file's own.
 _READER_COLUMNS: Final = frozenset((ROW_NUMBER, RAW, READ_ERRORS))
+#: A member whose value is an array or an object (or a string holding `": [`).
+_NESTED_VALUE: Final = re.compile(rb'"\s*:\s*[\[{]')
 
 
 class NotReadInPieces(Exception):
@@ -256,8 +264,10 @@ def _read_jsonl(data: bytes, key_types: dict[str, pl.DataType] | None = None) ->
 
 
 def _read_jsonl_in_pieces(data: bytes, key_types: dict[str, pl.DataType] | None) -> pl.DataFrame:
-    """The file's rows, read a piece of whole lines at a time: its text and the reader's
-    copies of it are held a piece at a time, not whole (~12 GiB for 10M cases, issue 15).
+    """The file's rows, read a piece of whole lines at a time: the reader's copies of the
+    text (the lines, the lines with their numbers quoted, the text it parses) are held
+    a piece at a time, not whole (~12 GiB for 10M cases, issue 15; the caller holds
+    the bytes).
     Raises `NotReadInPieces` unless every piece reads to the rows the whole file gives
     there (`same_plain_keys`)."""
     frames: list[pl.DataFrame] = []
@@ -274,10 +284,12 @@ def _read_jsonl_in_pieces(data: bytes, key_types: dict[str, pl.DataType] | None)
         types: dict[str, pl.DataType] = {}
         try:
             frames.append(_read_jsonl_whole(piece, types))
+        except MemoryError:
+            raise
         except (Exception, pl.exceptions.PanicException) as exc:
             raise NotReadInPieces("a piece the reader refuses on its own") from exc
+        keys = same_plain_keys(piece, types, keys)
         del piece
-        keys = same_plain_keys(types, keys)
         first_types = first_types or types
     if not frames:
         raise NotReadInPieces("no object")
@@ -291,20 +303,28 @@ def blank_jsonl(text: bytes) -> bool:
     return not text.strip(_JSON_BLANKS)
 
 
-def same_plain_keys(key_types: dict[str, pl.DataType], keys_before: list[str] | None) -> list[str]:
-    """The keys of a piece of a JSON Lines file (the `key_types` its reader found),
-    if its rows, read apart, are those the whole file gives there; `keys_before`: the
-    keys of the pieces before it (None: it is the first).
+def same_plain_keys(
+    text: bytes, key_types: dict[str, pl.DataType], keys_before: list[str] | None
+) -> list[str]:
+    """The keys of a piece of a JSON Lines file (`text`, and the `key_types` its reader
+    found), if its rows, read apart, are those the whole file gives there;
+    `keys_before`: the keys of the pieces before it (None: it is the first).
 
     The whole file's reader gives every object every key of the file, in an order of
     its own (not always the order the objects name them first), and a value becomes
     the same text whatever the other objects hold (a string, a number's own text,
-    true, false, null), except an object or an array (its JSON text depends on the
-    others'). So every piece must find the same keys in the same order, and none an
-    object or array; nor a key named as a column the reader adds. Else
+    true, false, null), except an object or an array: its JSON text depends on the
+    others', and so does whether the file reads at all (true in one object and [] in
+    another is refused). So every piece must find the same keys in the same order and
+    hold no object or array value, nor a key named as a column the reader adds; else
     `NotReadInPieces`.
+
+    An object or array value is looked for in the text (a member's value that opens
+    with `[` or `{`; one inside a string only costs a whole read): the types the
+    reader gives are not enough, as it reads an array as text where it learnt text
+    from the piece's first objects.
     """
-    if any(kind not in _PLAIN_JSON for kind in key_types.values()):
+    if _NESTED_VALUE.search(text) or any(kind not in _PLAIN_JSON for kind in key_types.values()):
         raise NotReadInPieces("a value that is a JSON object or array")
     if _READER_COLUMNS.intersection(key_types):
         raise NotReadInPieces("a key named as a column the reader adds")
@@ -392,9 +412,27 @@ def _keys_in(lines: pl.Series) -> int:
 
 
 def _fields_in(frame: pl.DataFrame, lines: pl.Series) -> int:
-    """The fields the reader found: values, and keys given a null."""
+    """The fields the reader found: values, and its columns' keys given a null.
+
+    A null given to a key the reader made no column of (a key that only objects
+    after its sample name, and only with null) is not a field it found: counted, it
+    hid that key, whose column the file's other objects then lacked."""
     values = frame.select(pl.sum_horizontal(pl.all().is_not_null()).sum()).item() or 0
-    return int(values) + int(lines.str.count_matches(r'"\s*:\s*null').sum())
+    if not frame.width:
+        return int(values)
+    # A key written with escapes in the file is not matched: its nulls go uncounted,
+    # and the file is read object by object, as for any other doubt.
+    keys = "|".join(_regex_literal(json.dumps(c, ensure_ascii=False)[1:-1]) for c in frame.columns)
+    nulls = lines.str.count_matches(rf'"(?:{keys})"\s*:\s*null').sum()
+    return int(values) + int(nulls)
+
+
+def _regex_literal(text: str) -> str:
+    """`text` as a literal in a Polars (Rust) regex: its meta characters escaped."""
+    return "".join(f"\\{c}" if c in _REGEX_META else c for c in text)
+
+
+_REGEX_META: Final = frozenset("\\.+*?()|[]{}^$#&-~")
 
 
 def _with_repeated_keys(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
