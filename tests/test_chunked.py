@@ -256,6 +256,15 @@ _OBJECT = st.lists(st.tuples(_KEY, _VALUE).map(": ".join), max_size=6).map(
 _JSON_LINE = st.one_of(_OBJECT, _OBJECT, _OBJECT, st.sampled_from(["", "  ", "{", "[]"]))
 
 
+def _with_required(line: str) -> str:
+    """An object's line with every required column first (so that a piece reads on its
+    own); any other line as it is."""
+    if not line.startswith("{"):
+        return line
+    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
+    return ("{" + required + ", " + line[1:]).replace(", }", "}")
+
+
 @settings(max_examples=examples(150), deadline=None)
 @given(
     lines=st.lists(_JSON_LINE, max_size=12),
@@ -270,12 +279,7 @@ def test_a_jsonl_read_in_chunks_is_the_whole_files_rows(
     final_newline: bool,
     chunk: int,
 ) -> None:
-    # Every object names the required columns, so that a piece reads on its own.
-    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
-    body = [
-        line if not line.startswith("{") else "{" + required + ", " + line[1:] for line in lines
-    ]
-    body = [line.replace(", }", "}") for line in body]
+    body = [_with_required(line) for line in lines]
     end = "\r\n" if crlf else "\n"
     data = (end.join(body) + (end if final_newline else "")).encode()
     path = tmp_path_factory.mktemp("jsonl") / "b.jsonl"
@@ -317,11 +321,7 @@ def test_a_large_jsonl_file_read_in_pieces_in_memory_is_the_whole_read(
     """The one-piece run reads a JSON Lines file larger than JSONL_PIECE_BYTES a piece
     at a time (its text and the reader's copies held a piece at a time): the same
     rows, raw and row errors, or the same reason the file is unreadable."""
-    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
-    body = [
-        ("{" + required + ", " + line[1:]).replace(", }", "}") if line.startswith("{") else line
-        for line in lines
-    ]
+    body = [_with_required(line) for line in lines]
     data = ("\n".join(body) + ("\n" if final_newline else "")).encode()
 
     def read(piece_bytes: int) -> pl.DataFrame | str:
@@ -342,9 +342,8 @@ def test_a_large_jsonl_file_read_in_pieces_in_memory_is_the_whole_read(
 
 
 def _object(members: str) -> bytes:
-    """A JSON Lines object with every required column, then `members`."""
-    required = ", ".join(f'"{c}": "v"' for c in REQUIRED_HEADER)
-    return f"{{{required}, {members}}}\n".encode()
+    """A JSON Lines object with every required column, then `members`, and its newline."""
+    return f"{_with_required('{' + members + '}')}\n".encode()
 
 
 _SAMPLE = reading.SCHEMA_SAMPLE_LINES
