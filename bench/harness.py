@@ -322,9 +322,17 @@ def measure_size(
     row["core"] = bench.child(
         "core", batch=str(batch), reference=reference, lake=str(data / "lake")
     )
+    jsonl = data / "jsonl-inbox" / "batch-0001.jsonl"
     if peers:
         row["core_parquet"] = bench.child(
             "core", batch=str(parquet), reference=reference, lake=str(data / "lake-parquet")
+        )
+        # The same cases as JSON Lines: read a piece at a time by the one-piece run
+        # and by the Dask coordinator alike (docs/scaling.md).
+        jsonl.parent.mkdir(exist_ok=True)
+        bench.child("as_jsonl", batch=str(batch), out=str(jsonl))
+        row["core_jsonl"] = bench.child(
+            "core", batch=str(jsonl), reference=reference, lake=str(data / "lake-jsonl")
         )
     if dask:
         for workers in (1, 2):
@@ -334,6 +342,14 @@ def measure_size(
                 reference=reference,
                 lake=str(data / f"lake-dask-{workers}"),
                 workers=workers,
+            )
+        if jsonl.exists():
+            row["dask_jsonl_2"] = bench.child(
+                "core_dask",
+                batch=str(jsonl),
+                reference=reference,
+                lake=str(data / "lake-dask-jsonl"),
+                workers=2,
             )
     if peers:
         row["twin"] = bench.child(
@@ -349,6 +365,7 @@ def measure_size(
     # Free the disk between sizes: 10M cases are ~1 GB of input and as much of output.
     leftovers = (
         *("lake", "lake-parquet", "lake-dask-1", "lake-dask-2", "twin.parquet"),
+        *("lake-jsonl", "lake-dask-jsonl", "jsonl-inbox"),
         *("x12", "lake-x12-csv", "lake-x12-837"),
     )
     for leftover in (*leftovers, "streamed.parquet"):

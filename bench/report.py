@@ -119,6 +119,15 @@ class Figures:
                     out.append(
                         _row(f"{tag}pipeline core, Parquet in", row["core_parquet"], size, "1.0x")
                     )
+                if "core_jsonl" in row:
+                    out.append(
+                        _row(
+                            f"{tag}pipeline core, JSON Lines in",
+                            row["core_jsonl"],
+                            size,
+                            f"{_ratio(row['core_jsonl'].seconds, core.seconds)} the CSV core",
+                        )
+                    )
                 if "twin" in row and "core_parquet" in row:
                     twin = _ratio(row["twin"].seconds, row["core_parquet"].seconds)
                     out.append(
@@ -133,6 +142,10 @@ class Figures:
                     dask = row.get(f"dask_{workers}")
                     if dask is not None:
                         out.append(_dask_row(dask, workers, size, core))
+                if "dask_jsonl_2" in row and "core_jsonl" in row:
+                    out.append(
+                        _dask_row(row["dask_jsonl_2"], 2, size, row["core_jsonl"], "JSON Lines")
+                    )
                 command = row.get("command")
                 if command is not None:
                     out.append(
@@ -193,10 +206,13 @@ def _row(label: str, m: Measurement, cases: int, versus: str = "") -> tuple[str,
     )
 
 
-def _dask_row(m: Measurement, workers: int, cases: int, core: Measurement) -> tuple[str, ...]:
-    """The Dask executor: the coordinator's own peak RSS, and the sum of its workers'."""
+def _dask_row(
+    m: Measurement, workers: int, cases: int, core: Measurement, fmt: str = "CSV"
+) -> tuple[str, ...]:
+    """The Dask executor: the coordinator's own peak RSS, and the sum of its workers'
+    (`core`: the local core on the same `fmt` batch)."""
     workers_rss = int(m.result.get("worker_peak_rss", 0))
-    label = f"dask executor, {workers} worker(s) x 1 thread, CSV in"
+    label = f"dask executor, {workers} worker(s) x 1 thread, {fmt} in"
     versus = (
         f"{_ratio(m.seconds, core.seconds)} the local core; workers {workers_rss / GIB:.2f} GiB"
     )
@@ -278,13 +294,17 @@ def command_targets(f: Figures) -> list[tuple[str, str, str]]:
                         _flat(b / a),
                     )
                 )
-        for workers in (1, 2):
-            dask = row.get(f"dask_{workers}")
+        for key, which in (
+            ("dask_1", "1 worker(s)"),
+            ("dask_2", "2 worker(s)"),
+            ("dask_jsonl_2", "2 worker(s), JSON Lines"),
+        ):
+            dask = row.get(key)
             if dask is not None:
                 coordinator = dask.own_peak_rss / GIB
                 out.append(
                     (
-                        f"Dask coordinator ≤ 2 GiB, {workers} worker(s), {at}",
+                        f"Dask coordinator ≤ 2 GiB, {which}, {at}",
                         f"{coordinator:.2f} GiB",
                         _at_most(coordinator, DASK_COORDINATOR_GIB, " GiB"),
                     )

@@ -95,6 +95,14 @@ def floor(batch: str, out: str) -> Result:
     return timer.read() | {"rows": frame.height}
 
 
+def as_jsonl(batch: str, out: str) -> Result:
+    """The batch's rows as JSON Lines, every value a string (set-up for the JSON Lines
+    peers: the same cases in the format a partner may send instead)."""
+    timer = Timer()
+    pl.scan_csv(batch, infer_schema=False).sink_ndjson(out)
+    return timer.read()
+
+
 def floor_streaming(batch: str, out: str) -> Result:
     """The same, streamed (scan_csv -> sink_parquet): the lowest cost of moving the rows."""
     timer = Timer()
@@ -429,6 +437,7 @@ WORKLOADS: dict[str, Callable[..., Result]] = {
     "core_after": core_after,
     "floor": floor,
     "floor_streaming": floor_streaming,
+    "as_jsonl": as_jsonl,
     "core": core,
     "core_dask": core_dask,
     "stages": stages,
