@@ -268,8 +268,10 @@ def _read_jsonl_in_pieces(data: bytes, key_types: dict[str, pl.DataType] | None)
     text (the lines, the lines with their numbers quoted, the text it parses) are held
     a piece at a time, not whole (~12 GiB for 10M cases, issue 15; the caller holds
     the bytes).
+
     Raises `NotReadInPieces` unless every piece reads to the rows the whole file gives
-    there (`same_plain_keys`)."""
+    there (`same_plain_keys`).
+    """
     frames: list[pl.DataFrame] = []
     keys: list[str] | None = None
     first_types: dict[str, pl.DataType] = {}

@@ -277,9 +277,9 @@ def adjudicate_in_chunks(
     run_parts: RunParts,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> BatchOutcome:
-    """One local CSV, JSON Lines or Parquet batch prepared a chunk at a time, decided in parts and
-    recorded; read whole (`process_batch` in parts) when it is not one, or when its
-    pieces do not all read. `InboxFileUnavailable` when it cannot be read."""
+    """One local CSV, JSON Lines or Parquet batch prepared a chunk at a time, decided
+    in parts and recorded; read whole (`process_batch` in parts) when it is not one,
+    or when its pieces do not all read. `InboxFileUnavailable` when it cannot be read."""
     if not reads_in_chunks(path):
         return process_batch(path, run, conclude_in_partitions(run, partitions, run_parts))
     attempted = time.perf_counter()
