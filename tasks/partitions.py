@@ -237,8 +237,9 @@ def adjudicate_in_partitions(
 def adjudicate_file_in_chunks(
     path: Path, run: RunContext, execution: Execution, runner: TaskRunner[Any]
 ) -> BatchOutcome | NotRead | None:
-    """A local CSV, JSON Lines or Parquet batch prepared a chunk at a time, decided in parts on
-    `runner`, and recorded from the parts' files; None when it must be read whole."""
+    """A local CSV, JSON Lines or Parquet batch prepared a chunk at a time, decided in
+    parts on `runner`, and recorded from the parts' files; None when it must be read
+    whole."""
     try:
         batch_id = batch_id_of_file(path)
     except InboxFileUnavailable as exc:
