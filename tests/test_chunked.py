@@ -494,6 +494,11 @@ def test_the_one_piece_run_reads_a_large_jsonl_file_in_pieces_to_the_same_event_
         expected = in_a_fixed_order(eventlog.scan_table(lakes["whole"], table).collect())
         got = in_a_fixed_order(eventlog.scan_table(lakes["pieces"], table).collect())
         assert got.equals(expected), table
+    # Hashed a block at a time, the same bytes are the same batch: seen, skipped.
+    first = discover_inbox(tmp_path / "inbox")[0][0]
+    with mock.patch.object(reading, "JSONL_PIECE_BYTES", piece_bytes):
+        again = process_batch(first, _run(lakes["pieces"], tmp_path / "reference"))
+    assert (again.status, again.batch_id) == (SKIPPED, batch_id_of_bytes(first.read_bytes()))
 
 
 def test_a_large_jsonl_file_that_does_not_read_is_rejected_and_kept_verbatim(
