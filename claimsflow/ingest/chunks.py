@@ -4,9 +4,10 @@ coordinator never holds a 10M-case text frame whole (nor, for a text batch, its 
 
 A Parquet batch is read from its bytes (held: they are compressed), a slice of rows
 at a time, each slice as the whole file's reader reads it (`read_batch_bytes` with
-`rows`). A JSON Lines batch is cut at line ends (a JSON text holds none), and read in
-pieces only where every piece reads apart to the rows the whole file gives there
-(`reading.same_plain_keys`); else `ReadWhole`. The rest of this docstring is about CSV.
+`rows`). A JSON Lines batch is cut at line ends (a JSON text holds none), and each
+piece read with the keys and types the whole file's reader learns from its first
+objects (`reading.learnt_types`); where that reader would read the file otherwise,
+`ReadWhole`. The rest of this docstring is about CSV.
 
 The file is cut into pieces that each end at a line end outside any quoted field. In
 a CSV whose quotes are all where RFC 4180 puts them (a quote opens a field, closes
@@ -46,12 +47,14 @@ import polars as pl
 from claimsflow.csvtext import line_marks_in, no_line_mark_left
 from claimsflow.ingest.inbox import InboxFileUnavailable, os_reason
 from claimsflow.ingest.reading import (
+    SAMPLE_BYTES,
+    JsonTypes,
     NotReadInPieces,
     UnreadableBatch,
     batch_format,
     blank_jsonl,
+    learnt_types,
     read_batch_bytes,
-    same_plain_keys,
 )
 from claimsflow.vocabulary import ROW_NUMBER
 
@@ -200,11 +203,12 @@ def read_jsonl_chunks(
     `read_csv_chunks`; together, the rows of `read_batch_bytes(<the file>, "jsonl",
     with_raw=False)`.
 
-    A file is read in pieces only where every piece reads apart to the rows the
-    whole file gives there (`reading.same_plain_keys`: the same keys in every piece,
-    no object or array value); else `ReadWhole`.
+    Every piece is read with the keys and types the whole file's reader learns from
+    the file's first objects (`reading.learnt_types`), as that reader reads those
+    lines; where it would read the file otherwise (a key the first objects do not
+    have, a value of another type, an object or array value), `ReadWhole`.
     """
-    return _read_line_chunks(path, batch_id, chunk_bytes, _JsonLinesPieces())
+    return _read_line_chunks(path, batch_id, chunk_bytes, _JsonLinesPieces(path))
 
 
 class _CsvPieces:
@@ -234,10 +238,12 @@ class _CsvPieces:
 
 
 class _JsonLinesPieces:
-    """A JSON Lines piece is read on its own; every piece must find the first's keys."""
+    """Every JSON Lines piece is read with the keys and types the whole file's reader
+    learns from the file's first objects (`reading.learnt_types`)."""
 
-    def __init__(self) -> None:
-        self.keys: list[str] | None = None
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.learnt: JsonTypes | None = None
 
     def cut(self, stream: BinaryIO, chunk_bytes: int) -> Iterator[list[bytes | memoryview]]:
         return line_pieces(stream, chunk_bytes)
@@ -248,13 +254,19 @@ class _JsonLinesPieces:
     def read(self, text: bytes) -> pl.DataFrame | None:
         if blank_jsonl(text):  # no object, as in the whole file
             return None
-        types: dict[str, pl.DataType] = {}
-        frame = read_batch_bytes(text, "jsonl", with_raw=False, key_types=types)
         try:
-            self.keys = same_plain_keys(text, types, self.keys)
+            if self.learnt is None:
+                # The file's start, read apart: checked with the rest by the pass's hash.
+                with _open_regular(self.path) as stream:
+                    try:
+                        head = stream.read(SAMPLE_BYTES)
+                    except OSError as exc:
+                        reason = os_reason(exc, _VANISHED)
+                        raise InboxFileUnavailable(self.path.name, reason) from None
+                self.learnt = learnt_types(head)
+            return read_batch_bytes(text, "jsonl", with_raw=False, learnt=self.learnt)
         except NotReadInPieces as exc:
             raise ReadWhole(str(exc)) from None
-        return frame
 
 
 def _read_line_chunks(

@@ -67,7 +67,7 @@ def read_batch_bytes(
     with_raw: bool = True,
     required: Sequence[str] = REQUIRED_COLUMNS,
     rows: tuple[int, int] | None = None,
-    key_types: dict[str, pl.DataType] | None = None,
+    learnt: JsonTypes | None = None,
 ) -> pl.DataFrame:
     """Parse a batch's bytes as `fmt` into text columns plus row_number and raw.
 
@@ -77,14 +77,14 @@ def read_batch_bytes(
     default; a review file's for spec §8).
     `rows` (Parquet only): (offset, length) of the rows to read, numbered from 1 as
     if they were the whole file (claimsflow/ingest/chunks.py reads a file so).
-    `key_types` (JSON Lines only): filled with the type the reader gave each key
-    before its values became text (of the first piece, for a text read in pieces:
-    every piece then has the same keys, and no key an object or array).
+    `learnt` (JSON Lines only): `data` is a piece of whole lines of a file whose
+    reader learnt these keys and types from its first objects (`learnt_types`); it
+    is read as that reader reads those lines, or raises `NotReadInPieces`.
     """
     if rows is not None and fmt != "parquet":
         raise ValueError(f"rows can be given for a Parquet batch only, not {fmt}")
-    if key_types is not None and fmt != "jsonl":
-        raise ValueError(f"key_types can be given for a JSON Lines batch only, not {fmt}")
+    if learnt is not None and fmt != "jsonl":
+        raise ValueError(f"learnt types can be given for a JSON Lines batch only, not {fmt}")
     if not data:
         raise UnreadableBatch("the file is empty")
     try:
@@ -93,14 +93,14 @@ def read_batch_bytes(
         elif fmt == "parquet":
             frame = _read_parquet(data, rows)
         elif fmt == "jsonl":
-            frame = _read_jsonl(data, key_types)
+            frame = _read_jsonl(data, learnt)
         elif fmt == "x12":
             # Rows already carry row_number and the §10 raw (claim_id and line beside
             # the mapped values), which a CSV-shaped raw built later would lose.
             return read_837(data)
         else:  # pragma: no cover - guarded by batch_format
             raise UnreadableBatch(f"unknown batch format {fmt!r}")
-    except UnreadableBatch:
+    except (UnreadableBatch, NotReadInPieces):
         raise
     except X12Error as exc:
         # One line naming the interchange and segment; it never quotes member data.
@@ -238,15 +238,18 @@ SCHEMA_SAMPLE_LINES: Final = 1000
 #: A JSON Lines file larger than this is read a piece of whole lines at a time, where
 #: that gives the whole file's rows (`_read_jsonl_in_pieces`).
 JSONL_PIECE_BYTES: Final = 64 << 20
+#: How much of a JSON Lines file's start the reader learns its keys from, at most.
+SAMPLE_BYTES: Final = 1 << 20
 #: What a blank line of JSON Lines is made of (the reader skips such lines).
 _JSON_BLANKS: Final = b" \t\r\n"
-#: The types of a key whose every value becomes the same text whatever the file's
-#: other objects hold (numbers are read as their text: `_numbers_as_text`).
-_PLAIN_JSON: Final = (pl.String(), pl.Boolean(), pl.Null())
 #: The columns `read_batch_bytes` adds to a file's own.
 _READER_COLUMNS: Final = frozenset((ROW_NUMBER, RAW, READ_ERRORS))
 #: A member whose value is an array or an object (or a string holding `": [`).
 _NESTED_VALUE: Final = re.compile(rb'"\s*:\s*[\[{]')
+
+#: The keys of a JSON Lines file, in the reader's order, with the types it reads
+#: their values as: what it learns from the file's first objects (`learnt_types`).
+JsonTypes = dict[str, pl.DataType]
 
 
 class NotReadInPieces(Exception):
@@ -254,27 +257,26 @@ class NotReadInPieces(Exception):
     text gives (the message says why): it is read whole."""
 
 
-def _read_jsonl(data: bytes, key_types: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+def _read_jsonl(data: bytes, learnt: JsonTypes | None = None) -> pl.DataFrame:
+    if learnt is not None:
+        return _read_jsonl_piece(data, learnt)
     if len(data) > JSONL_PIECE_BYTES:
         try:
-            return _read_jsonl_in_pieces(data, key_types)
+            return _read_jsonl_in_pieces(data)
         except NotReadInPieces:
             pass  # read whole: the same rows, or the reason the file is unreadable
-    return _read_jsonl_whole(data, key_types)
+    return _read_jsonl_whole(data)
 
 
-def _read_jsonl_in_pieces(data: bytes, key_types: dict[str, pl.DataType] | None) -> pl.DataFrame:
+def _read_jsonl_in_pieces(data: bytes) -> pl.DataFrame:
     """The file's rows, read a piece of whole lines at a time: the reader's copies of the
     text (the lines, the lines with their numbers quoted, the text it parses) are held
     a piece at a time, not whole (~12 GiB for 10M cases, issue 15; the caller holds
-    the bytes).
-
-    Raises `NotReadInPieces` unless every piece reads to the rows the whole file gives
-    there (`same_plain_keys`).
+    the bytes). Raises `NotReadInPieces` where the whole file's reader would read the
+    file otherwise (`_read_jsonl_piece`).
     """
+    learnt = learnt_types(data[:SAMPLE_BYTES])
     frames: list[pl.DataFrame] = []
-    keys: list[str] | None = None
-    first_types: dict[str, pl.DataType] = {}
     start = 0
     while start < len(data):
         at = data.find(b"\n", start + JSONL_PIECE_BYTES - 1)
@@ -283,21 +285,16 @@ def _read_jsonl_in_pieces(data: bytes, key_types: dict[str, pl.DataType] | None)
         start = end
         if blank_jsonl(piece):
             continue
-        types: dict[str, pl.DataType] = {}
         try:
-            frames.append(_read_jsonl_whole(piece, types))
-        except MemoryError:
+            frames.append(_read_jsonl_piece(piece, learnt))
+        except (MemoryError, NotReadInPieces):
             raise
         except (Exception, pl.exceptions.PanicException) as exc:
             raise NotReadInPieces("a piece the reader refuses on its own") from exc
-        keys = same_plain_keys(piece, types, keys)
         del piece
-        first_types = first_types or types
     if not frames:
         raise NotReadInPieces("no object")
-    if key_types is not None:
-        key_types.update(first_types)
-    return pl.concat(frames, how="diagonal", rechunk=False)
+    return pl.concat(frames, rechunk=False)
 
 
 def blank_jsonl(text: bytes) -> bool:
@@ -305,38 +302,60 @@ def blank_jsonl(text: bytes) -> bool:
     return not text.strip(_JSON_BLANKS)
 
 
-def same_plain_keys(
-    text: bytes, key_types: dict[str, pl.DataType], keys_before: list[str] | None
-) -> list[str]:
-    """The keys of a piece of a JSON Lines file (`text`, and the `key_types` its reader
-    found), if its rows, read apart, are those the whole file gives there;
-    `keys_before`: the keys of the pieces before it (None: it is the first).
+def learnt_types(head: bytes) -> JsonTypes:
+    """The keys and types the whole file's reader learns from the first objects of a
+    JSON Lines file (`_read_objects`), given the file's first `SAMPLE_BYTES` at least
+    (`head`): every piece of the file is read with them (`_read_jsonl_piece`).
 
-    The whole file's reader gives every object every key of the file, in an order of
-    its own (not always the order the objects name them first), and a value becomes
-    the same text whatever the other objects hold (a string, a number's own text,
-    true, false, null), except an object or an array: its JSON text depends on the
-    others', and so does whether the file reads at all (true in one object and [] in
-    another is refused). So every piece must find the same keys in the same order and
-    hold no object or array value, nor a key named as a column the reader adds; else
-    `NotReadInPieces`.
-
-    An object or array value is looked for in the text (a member's value that opens
-    with `[` or `{`; one inside a string only costs a whole read): the types the
-    reader gives are not enough, as it reads an array as text where it learnt text
-    from the piece's first objects.
+    Raises `NotReadInPieces` when the reader learns them from every object instead (a
+    file whose first SCHEMA_SAMPLE_LINES lines do not fit in its first MiB), or when a
+    key is named as a column the reader adds.
     """
-    if _NESTED_VALUE.search(text) or any(kind not in _PLAIN_JSON for kind in key_types.values()):
-        raise NotReadInPieces("a value that is a JSON object or array")
-    if _READER_COLUMNS.intersection(key_types):
+    cut = 0
+    for _ in range(SCHEMA_SAMPLE_LINES):
+        cut = head.find(b"\n", cut) + 1
+        if cut == 0:
+            raise NotReadInPieces("its first objects are too long to learn its keys from")
+    try:
+        text = _as_ndjson(_numbers_as_text(pl.read_lines(head[:cut])["line"]))
+        learnt = _sample_types(text)
+    except (Exception, pl.exceptions.PanicException) as exc:
+        raise NotReadInPieces("its first objects do not read") from exc
+    if learnt is None:
+        raise NotReadInPieces("its first objects are too long to learn its keys from")
+    if _READER_COLUMNS.intersection(learnt):
         raise NotReadInPieces("a key named as a column the reader adds")
-    keys = list(key_types)
-    if keys_before is not None and keys != keys_before:
-        raise NotReadInPieces("pieces whose objects name other keys, or in another order")
-    return keys
+    return learnt
 
 
-def _read_jsonl_whole(data: bytes, key_types: dict[str, pl.DataType] | None) -> pl.DataFrame:
+def _read_jsonl_piece(data: bytes, learnt: JsonTypes) -> pl.DataFrame:
+    """A piece of whole lines of a JSON Lines file, read as the whole file's reader reads
+    those lines: with the keys and types it learnt from the file's first objects
+    (`learnt_types`), every other key of the file null.
+
+    The whole file's reader reads every object so, and keeps that, unless a value does
+    not fit the learnt types, or the count of `"key":` against the fields read says
+    that some object holds a key the first objects did not, gives a key twice, or a
+    string holds `":`: then it learns the keys from every object, in an order of its
+    own. A piece where that happens raises `NotReadInPieces`, and so does one with an
+    object or array value (looked for in the text: a member's value that opens with
+    `[` or `{`; one inside a string only costs a whole read).
+    """
+    if _NESTED_VALUE.search(data):
+        raise NotReadInPieces("a value that is a JSON object or array")
+    _require_utf8(data)
+    lines = _numbers_as_text(pl.read_lines(data)["line"])
+    text = _as_ndjson(lines)
+    try:
+        frame = pl.read_ndjson(io.BytesIO(text), schema=learnt)
+    except pl.exceptions.PolarsError as exc:
+        raise NotReadInPieces("a value that does not fit the types of the first objects") from exc
+    if _keys_in(lines) != _fields_in(frame, lines):
+        raise NotReadInPieces("an object with a key the first objects do not have (or twice)")
+    return text_columns(frame)
+
+
+def _read_jsonl_whole(data: bytes) -> pl.DataFrame:
     _require_utf8(data)
     lines = _numbers_as_text(pl.read_lines(data)["line"])
     text = _as_ndjson(lines)
@@ -345,14 +364,10 @@ def _read_jsonl_whole(data: bytes, key_types: dict[str, pl.DataType] | None) -> 
     # an object repeats a key (the reader keeps the first), holds an object, has a key
     # the first objects did not, or a string holds `":`. Only then is the file read
     # again, object by object.
-    repeats_possible = _keys_in(lines) != _fields_in(frame, lines)
-    if repeats_possible:
-        frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
-    if key_types is not None:
-        key_types.update(frame.schema)
-    if not repeats_possible:
+    if _keys_in(lines) == _fields_in(frame, lines):
         return text_columns(frame)
-    return _with_repeated_keys(text_columns(frame), lines.filter(lines.str.strip_chars() != ""))
+    frame = text_columns(pl.read_ndjson(io.BytesIO(text), infer_schema_length=None))
+    return _with_repeated_keys(frame, lines.filter(lines.str.strip_chars() != ""))
 
 
 def _numbers_as_text(lines: pl.Series) -> pl.Series:
@@ -389,21 +404,29 @@ def _as_ndjson(lines: pl.Series) -> memoryview:
 def _read_objects(text: memoryview) -> pl.DataFrame:
     """The file's objects, with the keys (and types) of its first objects: inferring
     them from every object costs as much as reading the file again."""
-    sample = bytes(text[: 1 << 20])
-    sample_end = 0
-    for _ in range(SCHEMA_SAMPLE_LINES):
-        sample_end = sample.find(b"\n", sample_end) + 1
-        if sample_end == 0:
-            return pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
-    schema = pl.read_ndjson(io.BytesIO(sample[:sample_end]), infer_schema_length=None).schema
-    # A key whose first values are all null may hold text later.
-    typed = {k: pl.String() if v == pl.Null else v for k, v in schema.items()}
+    typed = _sample_types(text)
+    if typed is None:
+        return pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
     try:
         return pl.read_ndjson(io.BytesIO(text), schema=typed)
     except pl.exceptions.PolarsError:
         # A later value of another kind (a list where the first objects had text):
         # the types of every object, as before.
         return pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
+
+
+def _sample_types(text: memoryview) -> JsonTypes | None:
+    """The keys and types of the first SCHEMA_SAMPLE_LINES objects of a text (within
+    its first MiB); None when they do not fit there."""
+    sample = bytes(text[:SAMPLE_BYTES])
+    sample_end = 0
+    for _ in range(SCHEMA_SAMPLE_LINES):
+        sample_end = sample.find(b"\n", sample_end) + 1
+        if sample_end == 0:
+            return None
+    schema = pl.read_ndjson(io.BytesIO(sample[:sample_end]), infer_schema_length=None).schema
+    # A key whose first values are all null may hold text later.
+    return {k: pl.String() if v == pl.Null else v for k, v in schema.items()}
 
 
 def _keys_in(lines: pl.Series) -> int:
