@@ -341,7 +341,7 @@ def _read_jsonl_piece(data: bytes, learnt: JsonTypes) -> pl.DataFrame:
     object or array value (looked for in the text: a member's value that opens with
     `[` or `{`; one inside a string only costs a whole read).
     """
-    if _NESTED_VALUE.search(data):
+    if _holds_nested_value(data):
         raise NotReadInPieces("a value that is a JSON object or array")
     _require_utf8(data)
     lines = _numbers_as_text(pl.read_lines(data)["line"])
@@ -353,6 +353,15 @@ def _read_jsonl_piece(data: bytes, learnt: JsonTypes) -> pl.DataFrame:
     if _keys_in(lines) != _fields_in(frame, lines):
         raise NotReadInPieces("an object with a key the first objects do not have (or twice)")
     return text_columns(frame)
+
+
+def _holds_nested_value(data: bytes) -> bool:
+    """Whether a JSON Lines text may hold an object or array value. A text without `[`
+    whose every `{` opens a line holds none, and is not searched: the search costs
+    ~7 CPU s per GB, the two counts ~1.5."""
+    if b"[" not in data and data.count(b"{") == data.count(b"\n{") + data.startswith(b"{"):
+        return False
+    return _NESTED_VALUE.search(data) is not None
 
 
 def _read_jsonl_whole(data: bytes) -> pl.DataFrame:
