@@ -349,7 +349,9 @@ def _read_jsonl_piece(data: bytes, learnt: JsonTypes) -> pl.DataFrame:
     try:
         frame = pl.read_ndjson(io.BytesIO(text), schema=learnt)
     except pl.exceptions.PolarsError as exc:
-        raise NotReadInPieces("a value that does not fit the types of the first objects") from exc
+        raise NotReadInPieces(
+            "a value that does not fit the types of the first objects, or a line not JSON"
+        ) from exc
     if _keys_in(lines) != _fields_in(frame, lines):
         raise NotReadInPieces("an object with a key the first objects do not have (or twice)")
     return text_columns(frame)
