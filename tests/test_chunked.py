@@ -312,9 +312,9 @@ def test_a_jsonl_read_in_chunks_is_the_whole_files_rows(
         assert frames is None
         return
     if frames is None:
-        # Read whole: a nested value, a piece of blank lines, or a piece the reader
-        # refuses on its own (an object giving a key twice, `"v"` then `true`: the
-        # types it infers from that object alone do not fit the value it keeps).
+        # Read whole: where the whole file's reader reads it another way than with the
+        # keys and types of its first objects (a key they lack, a value of another
+        # type, a nested value), or a file too short to learn its keys from.
         return
     got = pl.concat(frames, how="diagonal")
     assert got.columns == whole.columns
