@@ -513,6 +513,24 @@ def test_a_large_jsonl_file_that_does_not_read_is_rejected_and_kept_verbatim(
     assert kept.read_bytes() == data
 
 
+def test_a_large_jsonl_file_whose_pieces_do_not_read_is_read_whole_once(
+    inbox: Path, make_run: RunFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces read from disk that fall back are not tried again from the bytes: a later
+    object's new key sends the file to the whole read, which decides both rows."""
+    objects = [case_row(f"C{i}") for i in range(_SAMPLE)] + [case_row("C9") | {"note": "x"}]
+    (inbox / "b.jsonl").write_bytes("".join(f"{json.dumps(o)}\n" for o in objects).encode())
+
+    def not_again(data: bytes) -> pl.DataFrame:
+        raise AssertionError("the pieces were tried again")
+
+    monkeypatch.setattr(reading, "_read_jsonl_in_pieces", not_again)
+    with mock.patch.object(reading, "JSONL_PIECE_BYTES", 10):
+        outcome = process_batch(inbox / "b.jsonl", make_run("once"))
+
+    assert (outcome.status, outcome.rows_in, outcome.rows_decided) == (PROCESSED, 4, 4)
+
+
 def test_a_large_jsonl_file_changed_after_it_was_hashed_is_left_for_the_next_run(
     inbox: Path, make_run: RunFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,6 +68,7 @@ def read_batch_bytes(
     required: Sequence[str] = REQUIRED_COLUMNS,
     rows: tuple[int, int] | None = None,
     learnt: JsonTypes | None = None,
+    in_pieces: bool = True,
 ) -> pl.DataFrame:
     """Parse a batch's bytes as `fmt` into text columns plus row_number and raw.
 
@@ -80,6 +81,8 @@ def read_batch_bytes(
     `learnt` (JSON Lines only): `data` is a piece of whole lines of a file whose
     reader learnt these keys and types from its first objects (`learnt_types`); it
     is read as that reader reads those lines, or raises `NotReadInPieces`.
+    `in_pieces=False` (JSON Lines): read whole, even over JSONL_PIECE_BYTES (the
+    caller tried the pieces already: `pipeline.batch._open_in_pieces`).
     """
     if rows is not None and fmt != "parquet":
         raise ValueError(f"rows can be given for a Parquet batch only, not {fmt}")
@@ -93,7 +96,7 @@ def read_batch_bytes(
         elif fmt == "parquet":
             frame = _read_parquet(data, rows)
         elif fmt == "jsonl":
-            frame = _read_jsonl(data, learnt)
+            frame = _read_jsonl(data, learnt, in_pieces=in_pieces)
         elif fmt == "x12":
             # Rows already carry row_number and the §10 raw (claim_id and line beside
             # the mapped values), which a CSV-shaped raw built later would lose.
@@ -257,10 +260,10 @@ class NotReadInPieces(Exception):
     text gives (the message says why): it is read whole."""
 
 
-def _read_jsonl(data: bytes, learnt: JsonTypes | None = None) -> pl.DataFrame:
+def _read_jsonl(data: bytes, learnt: JsonTypes | None, *, in_pieces: bool) -> pl.DataFrame:
     if learnt is not None:
         return _read_jsonl_piece(data, learnt)
-    if len(data) > JSONL_PIECE_BYTES:
+    if in_pieces and len(data) > JSONL_PIECE_BYTES:
         try:
             return _read_jsonl_in_pieces(data)
         except NotReadInPieces:

@@ -265,8 +265,8 @@ def _open_in_pieces(path: Path) -> _Opened:
     def read() -> pl.DataFrame:
         try:
             return pl.concat(read_jsonl_chunks(path, batch_id), how="diagonal", rechunk=False)
-        except ReadWhole:
-            return read_batch_bytes(verbatim(), "jsonl", with_raw=False)
+        except ReadWhole:  # the same pieces would not read from the bytes either
+            return read_batch_bytes(verbatim(), "jsonl", with_raw=False, in_pieces=False)
 
     return _Opened(batch_id, path.name, "file", read, keep_verbatim=verbatim)
 
