@@ -167,9 +167,11 @@ def parts_on(runner: TaskRunner[Any]) -> RunParts:
 
 
 @task(name="prepare-batch", cache_policy=NONE, task_run_name="prepare-{source}")
-def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | PreparedBatch | NotRead:
+def prepare_batch(
+    source: BatchSource, run: RunContext, in_pieces: bool = True
+) -> BatchOutcome | PreparedBatch | NotRead:
     try:
-        return pipeline.prepare_batch(source, run)
+        return pipeline.prepare_batch(source, run, in_pieces=in_pieces)
     except InboxFileUnavailable as exc:
         return not_read(exc)
 
@@ -211,7 +213,8 @@ def adjudicate_in_partitions(
         outcome = adjudicate_file_in_chunks(source, run, execution, runner)
         if outcome is not None:
             return outcome
-    prepared = prepare_batch(source, run)
+    # A file whose pieces fell back is read whole at once (the same pieces would too).
+    prepared = prepare_batch(source, run, in_pieces=attempted is None)
     if isinstance(prepared, NotRead):
         return prepared
     if isinstance(prepared, BatchOutcome):

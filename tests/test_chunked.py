@@ -530,6 +530,15 @@ def test_a_large_jsonl_file_whose_pieces_do_not_read_is_read_whole_once(
 
     assert (outcome.status, outcome.rows_in, outcome.rows_decided) == (PROCESSED, 4, 4)
 
+    # So with the partitioned executors: their chunks fall back to the whole read, and
+    # the one-piece preparation does not try the file's pieces again.
+    monkeypatch.setattr(batch_module, "_open_in_pieces", not_again)
+    (inbox / "c.jsonl").write_bytes((inbox / "b.jsonl").read_bytes().replace(b'"C', b'"D'))
+    with mock.patch.object(reading, "JSONL_PIECE_BYTES", 10):
+        parted = adjudicate_in_chunks(inbox / "c.jsonl", make_run("parts"), 2, decide_parts_here, 1)
+
+    assert (parted.status, parted.rows_in, parted.rows_decided) == (PROCESSED, 4, 4)
+
 
 def test_a_large_jsonl_file_changed_after_it_was_hashed_is_left_for_the_next_run(
     inbox: Path, make_run: RunFactory, monkeypatch: pytest.MonkeyPatch

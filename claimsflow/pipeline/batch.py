@@ -199,7 +199,7 @@ def source_name(source: BatchSource) -> str:
     return source.source if isinstance(source, SqlIncrement) else source.name
 
 
-def _open(source: BatchSource) -> _Opened:
+def _open(source: BatchSource, *, in_pieces: bool = True) -> _Opened:
     if isinstance(source, SqlIncrement):
         increment = source
 
@@ -218,7 +218,7 @@ def _open(source: BatchSource) -> _Opened:
             read_pull,
             seq_range=increment.seq_range,
         )
-    if isinstance(source, Path) and _large_jsonl(source):
+    if in_pieces and isinstance(source, Path) and _large_jsonl(source):
         return _open_in_pieces(source)
     # Read whole, or InboxFileUnavailable: no batch is recorded for bytes never read.
     data = read_inbox_file(source)
@@ -230,7 +230,7 @@ def _open(source: BatchSource) -> _Opened:
         batch_id_of_bytes(data),
         source.name,
         "file",
-        lambda: read_batch_bytes(data, fmt, with_raw=False),
+        lambda: read_batch_bytes(data, fmt, with_raw=False, in_pieces=in_pieces),
         keep_verbatim=lambda: data,
     )
 
@@ -271,11 +271,16 @@ def _open_in_pieces(path: Path) -> _Opened:
     return _Opened(batch_id, path.name, "file", read, keep_verbatim=verbatim)
 
 
-def prepare_batch(source: BatchSource, run: RunContext) -> BatchOutcome | PreparedBatch:
+def prepare_batch(
+    source: BatchSource, run: RunContext, *, in_pieces: bool = True
+) -> BatchOutcome | PreparedBatch:
     """Identify, read and validate one batch; an outcome if that already ends it
-    (seen before: SKIPPED; unreadable: quarantined and REJECTED)."""
+    (seen before: SKIPPED; unreadable: quarantined and REJECTED).
+
+    `in_pieces=False`: a large JSON Lines file is read whole at once (its pieces were
+    tried already, and fell back: claimsflow/pipeline/chunked.py)."""
     started = time.perf_counter()
-    opened = _open(source)
+    opened = _open(source, in_pieces=in_pieces)
     if eventlog.batch_recorded(run.lake, opened.batch_id):
         return _skip(run, opened, started)
     step("reading", batch=opened.source)
@@ -315,14 +320,19 @@ def decide_prepared(prepared: PreparedBatch, run: RunContext) -> BatchDecision:
 
 
 def process_batch(
-    source: BatchSource, run: RunContext, conclude: Conclude | None = None
+    source: BatchSource,
+    run: RunContext,
+    conclude: Conclude | None = None,
+    *,
+    in_pieces: bool = True,
 ) -> BatchOutcome:
     """Read, decide and record one batch.
 
     `conclude` decides and records the validated batch; by default in this process,
     in one piece (the partitioned executors pass their own: tasks/partitions.py).
+    `in_pieces`: as `prepare_batch`'s.
     """
-    prepared = prepare_batch(source, run)
+    prepared = prepare_batch(source, run, in_pieces=in_pieces)
     if isinstance(prepared, BatchOutcome):
         return prepared
     if conclude is not None:

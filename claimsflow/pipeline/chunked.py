@@ -295,7 +295,9 @@ def adjudicate_in_chunks(
             )
         if isinstance(prepared, BatchOutcome):
             return prepared
-    whole = process_batch(path, run, conclude_in_partitions(run, partitions, run_parts))
+    whole = process_batch(
+        path, run, conclude_in_partitions(run, partitions, run_parts), in_pieces=False
+    )
     return timed_from(attempted, whole)
 
 
